@@ -1,0 +1,14 @@
+"""hybridnet: train neural networks that contain black-box physical layers.
+
+The engine is a set of small torch modules usable without the estimators:
+:class:`BlackBoxLayer` (a device inside a network, trained in situ), :class:`TTLinear`
+(tensor-train compressed linear layer), the devices of :mod:`hybridnet.physical`, the
+surrogate of :mod:`hybridnet.surrogate` and the estimators of :mod:`hybridnet.zeroth_order`.
+"""
+
+from . import physical
+from .layers import BlackBoxLayer
+from .surrogate import LowRankSurrogate
+
+__version__ = "0.1.0"
+__all__ = ["BlackBoxLayer", "LowRankSurrogate", "physical"]

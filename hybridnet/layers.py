@@ -1,0 +1,316 @@
+"""``BlackBoxLayer``: a torch module that trains a black-box device inside a network.
+
+Forward queries the device. Backward needs two gradients the device cannot give:
+
+- the input gradient ``dL/dx``: for a device linear in x, through the low-rank surrogate
+  ``U S V`` of :mod:`hybridnet.surrogate`; for a device that is not, per sample, either by a
+  forward-difference Jacobian (``"jacobian"``: ``batch x in_features`` extra queries, exact up to
+  O(mu)) or by a zeroth-order vector-Jacobian product (``"zo"``: ``batch x zo_samples`` queries,
+  unbiased but noisy). One shared linear surrogate points gradients the wrong way when the
+  Jacobian changes from sample to sample, so it is never used for such devices.
+- the parameter gradient ``dL/dw``: the zeroth-order estimate (:mod:`hybridnet.zeroth_order`) of
+  the gradient of ``phi(w) = sum_i <G_i, f(x_i, w)>`` with the upstream gradient G held fixed,
+  every perturbation of the step evaluated in one device request. For a linear device with more
+  samples than outputs, ``phi(w) = trace(f(G^T X, w))`` pushes the m rows of ``G^T X`` through
+  the device instead of the whole batch (batch compression).
+
+The device parameters are an ordinary ``nn.Parameter``, so any torch optimizer, ``state_dict``,
+pickling and ``nn.Sequential`` work.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+from ._random import make_generator, randn
+from .physical.base import BlackBox, BlackBoxError
+from .surrogate import LowRankSurrogate
+from .zeroth_order import DISTRIBUTIONS, ESTIMATORS, zo_gradient
+
+TRAININGS = ("surrogate", "backprop", "digital")
+INPUT_GRADIENTS = ("auto", "surrogate", "jacobian", "zo")
+
+
+def detect_linearity(black_box, params, generator, rtol=1e-3):
+    """Test with five queries whether ``black_box`` is linear in its input at ``params``.
+
+    Checks additivity ``f(x1 + x2) = f(x1) + f(x2)`` and homogeneity ``f(2.5 x1) = 2.5 f(x1)``
+    on random inputs, with a tolerance of ``rtol`` times the output scale plus ten times the
+    spread of a repeated query (so that detector noise is not mistaken for non-linearity).
+
+    Parameters
+    ----------
+    black_box : BlackBox
+        The device.
+    params : torch.Tensor
+        Its parameters (n_params,).
+    generator : torch.Generator
+        Source of the random inputs.
+    rtol : float, default=1e-3
+        Relative tolerance.
+
+    Returns
+    -------
+    bool
+    """
+    x1, x2 = randn((2, black_box.in_features), generator, dtype=params.dtype,
+                   device=params.device)
+    out = black_box(torch.stack([x1, x2, x1 + x2, 2.5 * x1, x1]), params)
+    tolerance = rtol * out.abs().max() + 10 * (out[4] - out[0]).abs().max() + 1e-12
+    additive = (out[2] - out[0] - out[1]).abs().max() <= tolerance
+    homogeneous = (out[3] - 2.5 * out[0]).abs().max() <= tolerance
+    return bool(additive and homogeneous)
+
+
+class _BlackBoxFunction(torch.autograd.Function):
+    """Forward: one device query. Backward: surrogate or per-sample input gradient, ZO params."""
+
+    @staticmethod
+    def forward(ctx, x, params, layer):
+        y = layer.black_box(x, params)
+        ctx.layer = layer
+        ctx.save_for_backward(x, params, y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        layer = ctx.layer
+        x, params, y = ctx.saved_tensors
+        grad_x = grad_params = None
+        if ctx.needs_input_grad[0]:
+            grad_x = layer._input_gradient(x, params, y, grad_output)
+        if ctx.needs_input_grad[1]:
+            grad_params = layer._params_gradient(x, params, y, grad_output)
+        return grad_x, grad_params, None
+
+
+def _check_int(name, value, minimum=1):
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+class BlackBoxLayer(nn.Module):
+    """A network layer whose forward pass is a black-box device.
+
+    Parameters
+    ----------
+    black_box : BlackBox
+        The device (``MZIMesh``, ``MRRBank``, ``SLM``, ``FunctionBlackBox``, ...).
+    training : {"surrogate", "backprop", "digital"}, default="surrogate"
+        How the layer trains. "surrogate": in situ, from queries only (surrogate input gradient,
+        zeroth-order parameter gradient). "backprop": exact autograd through the simulator, the
+        digital-twin upper bound only a simulator allows (refused for a device that autograd
+        cannot differentiate). "digital": the device is replaced by a plain trainable
+        linear map of the same shape, the all-digital baseline.
+    surrogate_rank : int, default=10
+        Rank r of the surrogate (capped at min(in_features, out_features)).
+    surrogate_init : {"svd", "randomized"}, default="svd"
+        Surrogate initialisation: full query plus truncated SVD (in_features queries), or a
+        randomized range finder (fewer queries for wide layers, see
+        :mod:`hybridnet.surrogate`).
+    surrogate_probes : int, optional
+        Gaussian probes per surrogate update; default ``max(surrogate_rank, 32)``.
+    surrogate_rebuild_every : int, optional
+        Rebuild the surrogate from scratch every this many updates; None never does.
+    zo_estimator : {"rge", "central_rge", "sign_rge", "cge"}, default="rge"
+        Zeroth-order estimator of the device parameters' gradient.
+    zo_samples : int, default=10
+        Random directions per step (also the per-sample count of ``input_gradient="zo"``).
+    zo_smoothing : float, default=1e-3
+        Finite-difference step (radians for phases; also the input step of the per-sample
+        input gradients).
+    zo_distribution : {"gaussian", "sphere", "rademacher"}, default="gaussian"
+        Law of the random directions.
+    input_gradient : {"auto", "surrogate", "jacobian", "zo"}, default="auto"
+        How ``dL/dx`` is computed. "auto": the surrogate for a device linear in x, the
+        per-sample Jacobian otherwise. Linearity comes from ``black_box.linear``, or is
+        detected with five queries when that is None.
+    batch_compression : bool, default=True
+        For linear devices, push the rows of ``G^T X`` instead of the batch through the device
+        in the zeroth-order step when that is fewer queries.
+    seed : int, optional
+        Seed of the layer's random stream (initial parameters, directions, probes); None draws
+        one from torch's global RNG.
+
+    Attributes
+    ----------
+    params : torch.nn.Parameter
+        The device parameters (absent when ``training="digital"``).
+    weight : torch.nn.Parameter
+        The digital stand-in's matrix (only when ``training="digital"``).
+    surrogate : LowRankSurrogate or None
+        The input-gradient surrogate of ``training="surrogate"`` (built on the first training
+        step that needs it).
+    linear : bool or None
+        Whether the device is linear in x (None until known).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet import BlackBoxLayer
+    >>> from hybridnet.physical import MRRBank
+    >>> layer = BlackBoxLayer(MRRBank(8, 4, seed=0), surrogate_rank=4, seed=0)
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 8), layer, torch.nn.Linear(4, 2))
+    >>> loss = model(torch.randn(16, 3)).square().mean()
+    >>> loss.backward()
+    >>> layer.params.grad.shape
+    torch.Size([32])
+    """
+
+    def __init__(self, black_box, training="surrogate", surrogate_rank=10, *,
+                 surrogate_init="svd", surrogate_probes=None, surrogate_rebuild_every=None,
+                 zo_estimator="rge", zo_samples=10, zo_smoothing=1e-3,
+                 zo_distribution="gaussian", input_gradient="auto", batch_compression=True,
+                 seed=None):
+        super().__init__()
+        if not isinstance(black_box, BlackBox):
+            raise TypeError("black_box must be a hybridnet.physical.BlackBox (wrap a plain "
+                            f"callable in FunctionBlackBox), got {type(black_box).__name__}")
+        for name, value, allowed in (("training", training, TRAININGS),
+                                     ("zo_estimator", zo_estimator, ESTIMATORS),
+                                     ("zo_distribution", zo_distribution, DISTRIBUTIONS),
+                                     ("input_gradient", input_gradient, INPUT_GRADIENTS)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        _check_int("surrogate_rank", surrogate_rank)
+        _check_int("zo_samples", zo_samples)
+        if surrogate_probes is not None:
+            _check_int("surrogate_probes", surrogate_probes)
+        if surrogate_rebuild_every is not None:
+            _check_int("surrogate_rebuild_every", surrogate_rebuild_every)
+        if not (isinstance(zo_smoothing, int | float) and zo_smoothing > 0):
+            raise ValueError(f"zo_smoothing must be a positive number, got {zo_smoothing!r}")
+        if training == "backprop" and not black_box.differentiable:
+            raise ValueError(f"training='backprop' needs a differentiable simulator, but "
+                             f"{black_box.name} is not (a numpy FunctionBlackBox, or a real "
+                             "device); use training='surrogate'")
+        self.black_box = black_box
+        self.training_mode = training
+        self.in_features, self.out_features = black_box.in_features, black_box.out_features
+        self.zo_estimator = zo_estimator
+        self.zo_samples = zo_samples
+        self.zo_smoothing = float(zo_smoothing)
+        self.zo_distribution = zo_distribution
+        self.input_gradient = input_gradient
+        self.batch_compression = batch_compression
+        self.generator = make_generator(seed)
+        self.linear = black_box.linear
+        if training == "digital":
+            bound = 1 / math.sqrt(self.in_features)
+            weight = (torch.rand(self.out_features, self.in_features, generator=self.generator)
+                      * 2 - 1) * bound
+            self.weight = nn.Parameter(weight)
+        else:
+            init = black_box.initial_params(self.generator).to(torch.get_default_dtype())
+            self.params = nn.Parameter(init)
+        self.surrogate = None
+        if training == "surrogate":
+            self.surrogate = LowRankSurrogate(
+                self.in_features, self.out_features, surrogate_rank, n_probes=surrogate_probes,
+                init=surrogate_init, rebuild_every=surrogate_rebuild_every,
+                generator=self.generator)
+            # The parameters the surrogate was last brought up to date with.
+            self.register_buffer("surrogate_params", torch.zeros(black_box.n_params))
+
+    def device_parameters(self):
+        """The device's trainable parameters (empty for ``training="digital"``)."""
+        return [] if self.training_mode == "digital" else [self.params]
+
+    def _device_query(self, inputs):
+        return self.black_box(inputs, self.params.detach())
+
+    def _is_linear(self):
+        if self.linear is None:
+            self.linear = detect_linearity(self.black_box, self.params.detach(), self.generator)
+        return self.linear
+
+    def _input_gradient_mode(self):
+        if self.input_gradient != "auto":
+            return self.input_gradient
+        return "surrogate" if self._is_linear() else "jacobian"
+
+    @torch.no_grad()
+    def sync_surrogate(self):
+        """Bring the surrogate up to date with the device parameters.
+
+        Builds it on first use; afterwards runs one projector-splitting update when the
+        parameters moved since the last sync (or a rebuild, on the ``surrogate_rebuild_every``
+        schedule). Called automatically before every training forward pass that needs an input
+        gradient, so training loops need not call it.
+        """
+        params = self.params.detach()
+        if not bool(self.surrogate.built):
+            self.surrogate.build(self._device_query)
+        elif torch.equal(params, self.surrogate_params):
+            return
+        else:
+            self.surrogate.update(self._device_query)
+        self.surrogate_params.copy_(params)
+
+    def forward(self, x):
+        """Apply the layer to ``x`` (..., in_features); returns (..., out_features)."""
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"{type(self).__name__}({self.black_box.name}) expects inputs with "
+                             f"{self.in_features} features, got shape {tuple(x.shape)}")
+        leading = x.shape[:-1]
+        x = x.reshape(-1, self.in_features)
+        if self.training_mode == "digital":
+            y = x @ self.weight.T
+        elif self.training_mode == "backprop":
+            y = self.black_box(x, self.params)
+            if torch.is_grad_enabled() and self.params.requires_grad and not y.requires_grad:
+                raise BlackBoxError(f"{self.black_box.name} returned outputs autograd cannot "
+                                    "differentiate, so training='backprop' cannot train it")
+        else:
+            if (torch.is_grad_enabled() and x.requires_grad
+                    and self._input_gradient_mode() == "surrogate"):
+                self.sync_surrogate()
+            y = _BlackBoxFunction.apply(x, self.params, self)
+        return y.reshape(*leading, self.out_features)
+
+    def _input_gradient(self, x, params, y, grad_output):
+        mode = self._input_gradient_mode()
+        if mode == "surrogate":
+            return self.surrogate.input_gradient(grad_output.to(self.surrogate.U.dtype)).to(x.dtype)
+        batch, n = x.shape
+        step = self.zo_smoothing
+        if mode == "jacobian":
+            shifts = step * torch.eye(n, dtype=x.dtype, device=x.device)
+        else:
+            shifts = step * randn((batch, self.zo_samples, n), self.generator, dtype=x.dtype,
+                                  device=x.device)
+        shifted = (x.unsqueeze(1) + shifts).reshape(-1, n)
+        responses = self.black_box(shifted, params).reshape(batch, -1, self.out_features)
+        # Directional derivatives of <G_i, f(x_i)> along each shift.
+        slopes = ((responses - y.unsqueeze(1)) * grad_output.unsqueeze(1)).sum(-1) / step
+        if mode == "jacobian":
+            return slopes
+        return torch.einsum("bk,bkn->bn", slopes, shifts / step) / self.zo_samples
+
+    def _params_gradient(self, x, params, y, grad_output):
+        value_at_point = None
+        if (self.batch_compression and self._is_linear()
+                and len(x) > self.out_features):
+            compressed = grad_output.T @ x  # (m, n): phi(w) = trace(f(G^T X, w))
+
+            def phi(settings):
+                return torch.diagonal(self.black_box(compressed, settings), dim1=1,
+                                      dim2=2).sum(-1)
+        else:
+            value_at_point = (grad_output * y).sum()
+
+            def phi(settings):
+                return (self.black_box(x, settings) * grad_output).sum(dim=(1, 2))
+
+        estimate = zo_gradient(phi, params.detach(), estimator=self.zo_estimator,
+                               n_samples=self.zo_samples, smoothing=self.zo_smoothing,
+                               distribution=self.zo_distribution, generator=self.generator,
+                               value_at_point=value_at_point)
+        return estimate.gradient
+
+    def extra_repr(self):
+        rank = self.surrogate.rank if self.surrogate is not None else None
+        return (f"training={self.training_mode!r}, surrogate_rank={rank}, "
+                f"zo_estimator={self.zo_estimator!r}, zo_samples={self.zo_samples}, "
+                f"zo_smoothing={self.zo_smoothing}")

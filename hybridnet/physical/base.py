@@ -1,0 +1,161 @@
+"""The black-box interface every physical layer implements.
+
+A black box maps a batch of inputs ``x`` (batch x in_features) and a flat parameter vector
+``params`` (n_params) to outputs (batch x out_features). It may also receive several parameter
+settings at once, ``params`` of shape (settings x n_params) with ``x`` of shape
+(settings x batch x in_features) or (batch x in_features) shared by every setting, and then
+returns (settings x batch x out_features): this is how the engine evaluates all zeroth-order
+perturbations of a step in one request. Simulated devices answer such a request with one
+vectorised computation; a real device driver answers it one setting at a time.
+
+The engine relies on nothing else: ``in_features``, ``out_features``, ``n_params``,
+``initial_params``, calling the box, the flags ``linear`` and ``differentiable``, and the
+counters ``n_queries`` (input vectors served) and ``n_calls`` (device invocations).
+"""
+
+import abc
+
+import torch
+from torch import nn
+
+
+class BlackBoxError(RuntimeError):
+    """A black box raised, or returned something unusable (wrong shape, NaN or inf)."""
+
+
+class BlackBox(nn.Module, abc.ABC):
+    """Base class of a queryable, non-differentiable (to the trainer) device.
+
+    Subclasses implement :meth:`_query` on the batched form (settings x batch x in_features,
+    settings x n_params) and :meth:`initial_params`. The base class normalises shapes and dtypes,
+    counts queries, and turns exceptions and garbage outputs into :class:`BlackBoxError`.
+
+    Parameters
+    ----------
+    in_features : int
+        Length of one input vector.
+    out_features : int
+        Length of one output vector.
+    n_params : int
+        Number of tunable device parameters (phases, heater settings, ...).
+    name : str, optional
+        Name used in error messages; defaults to the class name.
+
+    Attributes
+    ----------
+    n_queries : int
+        Input vectors served so far (one per row of ``x`` per parameter setting).
+    n_calls : int
+        Device invocations so far. Simulated devices serve a request with several parameter
+        settings in one call; a driver that takes one setting at a time counts one call each.
+    linear : bool or None
+        True when the output is linear in ``x`` (``f(x, w) = A(w) x``), False when not, None
+        when unknown (``BlackBoxLayer`` then tests it with a few queries).
+    differentiable : bool
+        True when autograd can differentiate the box's output with respect to ``params`` (only
+        simulators); needed for ``BlackBoxLayer(training="backprop")``.
+    """
+
+    linear = True
+    differentiable = True
+
+    def __init__(self, in_features, out_features, n_params, *, name=None):
+        super().__init__()
+        for arg, value in (("in_features", in_features), ("out_features", out_features),
+                           ("n_params", n_params)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{arg} must be a positive int, got {value!r}")
+        self.in_features = in_features
+        self.out_features = out_features
+        self.n_params = n_params
+        self.name = name or type(self).__name__
+        self.n_queries = 0
+        self.n_calls = 0
+
+    @abc.abstractmethod
+    def initial_params(self, generator=None):
+        """Return a flat tensor of ``n_params`` initial parameter values.
+
+        Parameters
+        ----------
+        generator : torch.Generator, optional
+            Source of randomness for the draw.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape (n_params,).
+        """
+
+    @abc.abstractmethod
+    def _query(self, x, params):
+        """Evaluate the device on x (settings, batch, in) for params (settings, n_params)."""
+
+    def _calls_for(self, n_settings):
+        """How many device calls a request with ``n_settings`` parameter settings costs."""
+        return 1
+
+    def reset_counters(self):
+        """Set ``n_queries`` and ``n_calls`` back to zero."""
+        self.n_queries = 0
+        self.n_calls = 0
+
+    def forward(self, x, params):
+        """Query the device.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Inputs, (batch, in_features), or (settings, batch, in_features) with one batch per
+            parameter setting.
+        params : torch.Tensor
+            Parameters, (n_params,) for one setting or (settings, n_params).
+
+        Returns
+        -------
+        torch.Tensor
+            (batch, out_features) for one setting, (settings, batch, out_features) otherwise.
+        """
+        single = params.dim() == 1
+        params = params.unsqueeze(0) if single else params
+        if params.dim() != 2 or params.shape[1] != self.n_params:
+            raise ValueError(f"{self.name}: params must have shape (n_params={self.n_params},) or "
+                             f"(settings, {self.n_params}), got {tuple(params.shape)}")
+        if x.dim() == 2:
+            x = x.unsqueeze(0).expand(params.shape[0], -1, -1)
+        if x.dim() != 3 or x.shape[0] != params.shape[0] or x.shape[2] != self.in_features:
+            raise ValueError(f"{self.name}: x must have shape (batch, {self.in_features}) or "
+                             f"({params.shape[0]}, batch, {self.in_features}), "
+                             f"got {tuple(x.shape)}")
+        dtype = torch.promote_types(x.dtype, params.dtype)
+        if not dtype.is_floating_point:
+            dtype = torch.get_default_dtype()
+        x, params = x.to(dtype), params.to(dtype)
+        n_settings, batch = x.shape[0], x.shape[1]
+        self.n_queries += n_settings * batch
+        self.n_calls += self._calls_for(n_settings)
+        try:
+            y = self._query(x, params)
+        except BlackBoxError:
+            raise
+        except Exception as error:
+            raise BlackBoxError(f"{self.name} raised {type(error).__name__}: {error}") from error
+        self._check_output(y, (n_settings, batch, self.out_features))
+        return y[0] if single else y
+
+    def _check_output(self, y, expected_shape):
+        if not isinstance(y, torch.Tensor):
+            raise BlackBoxError(f"{self.name} returned {type(y).__name__}, expected a tensor")
+        if tuple(y.shape) != expected_shape:
+            raise BlackBoxError(f"{self.name} returned shape {tuple(y.shape)}, expected "
+                                f"{expected_shape} (settings, batch, out_features)")
+        finite = torch.isfinite(y)
+        if not bool(finite.all()):
+            n_nan = int(torch.isnan(y).sum())
+            n_inf = int((~finite).sum()) - n_nan
+            raise BlackBoxError(f"{self.name} returned {n_nan} NaN and {n_inf} infinite values "
+                                f"out of {y.numel()}")
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"n_params={self.n_params}")

@@ -1,0 +1,119 @@
+"""Mach-Zehnder interferometer mesh in the Clements rectangular layout."""
+
+import math
+
+import torch
+
+from .photonic import PhotonicDevice
+
+OUTPUTS = ("real", "intensity")
+
+
+def mzi_transfer(theta, phi):
+    """2x2 transfer matrices of MZIs with phases ``theta``, ``phi`` (any equal shapes).
+
+    With ``p1 = (theta - phi) / 2`` and ``p2 = (theta + phi) / 2``:
+    ``T = exp(i p2) / sqrt(2) [[sin p1 + i sin p2, -cos p1 + i cos p2],
+    [cos p1 + i cos p2, sin p1 - i sin p2]]``, a unitary. Returns shape (..., 2, 2), complex.
+    """
+    p1, p2 = (theta - phi) / 2, (theta + phi) / 2
+    s1, c1, s2, c2 = torch.sin(p1), torch.cos(p1), torch.sin(p2), torch.cos(p2)
+    rows = torch.stack([torch.complex(s1, s2), torch.complex(-c1, c2),
+                        torch.complex(c1, c2), torch.complex(s1, -s2)], dim=-1)
+    phase = torch.polar(torch.full_like(p2, 1 / math.sqrt(2)), p2)
+    return (rows * phase.unsqueeze(-1)).reshape(*theta.shape, 2, 2)
+
+
+class MZIMesh(PhotonicDevice):
+    """A rectangular (Clements) mesh of MZIs, ``y = Re(U(w) x)[:out_features]``.
+
+    ``N = max(in_features, out_features)`` rounded up to even; ``x`` is zero-padded to N modes.
+    ``U`` is N/2 repetitions of an even column of MZIs on mode pairs (0,1), (2,3), ... followed by
+    an odd column on (1,2), (3,4), ...: N(N-1)/2 MZIs with two phases each, so
+    ``n_params = N^2 - N``. The parameters are all thetas (column by column, top to bottom),
+    then all phis in the same order.
+
+    Parameters
+    ----------
+    in_features : int
+        Input length n.
+    out_features : int
+        Output length m.
+    output : {"real", "intensity"}, default="real"
+        "real" reads the real part of the field (coherent detection, linear in x);
+        "intensity" reads ``|U x|^2`` (photodetection, not linear in x).
+    **options
+        Non-idealities and seed, see :class:`~hybridnet.physical.photonic.PhotonicDevice`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.physical import MZIMesh
+    >>> mesh = MZIMesh(4, 4, seed=0)
+    >>> mesh.n_params
+    12
+    >>> mesh(torch.ones(2, 4), mesh.initial_params()).shape
+    torch.Size([2, 4])
+    """
+
+    def __init__(self, in_features, out_features, *, output="real", **options):
+        n_modes = max(in_features, out_features)
+        n_modes += n_modes % 2
+        super().__init__(in_features, out_features, n_modes * n_modes - n_modes, **options)
+        if output not in OUTPUTS:
+            raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+        self.output = output
+        self.linear = output == "real"
+        self.n_modes = n_modes
+
+    def initial_params(self, generator=None):
+        """Phases ~ N(pi/2, 1/sqrt(N))."""
+        return math.pi / 2 + torch.randn(self.n_params, generator=generator) / math.sqrt(
+            self.n_modes)
+
+    def _columns(self, phases):
+        """Transfer matrices of the even and odd columns, one pair per repetition."""
+        half = self.n_modes // 2
+        n_mzi = self.n_params // 2
+        blocks = mzi_transfer(phases[:, :n_mzi], phases[:, n_mzi:])  # (settings, n_mzi, 2, 2)
+        per_repetition = blocks.reshape(phases.shape[0], half, 2 * half - 1, 2, 2)
+        return per_repetition[:, :, :half], per_repetition[:, :, half:]
+
+    def _propagate(self, field, phases):
+        """Send row vectors ``field`` (settings, batch, N) complex through the mesh.
+
+        The field is kept as its even modes ``a`` and odd modes ``b``: an even column mixes the
+        pairs (a_k, b_k), an odd column the pairs (b_k, a_{k+1}), so every column is a few
+        elementwise products over all settings and inputs at once.
+        """
+        even, odd = self._columns(phases)
+        a, b = field[..., 0::2], field[..., 1::2]
+        for repetition in range(self.n_modes // 2):
+            t = even[:, repetition].unsqueeze(1)  # broadcast over the batch
+            a, b = t[..., 0, 0] * a + t[..., 0, 1] * b, t[..., 1, 0] * a + t[..., 1, 1] * b
+            if self.n_modes > 2:
+                t = odd[:, repetition].unsqueeze(1)
+                upper, lower = b[..., :-1], a[..., 1:]
+                b = torch.cat([t[..., 0, 0] * upper + t[..., 0, 1] * lower, b[..., -1:]], -1)
+                a = torch.cat([a[..., :1], t[..., 1, 0] * upper + t[..., 1, 1] * lower], -1)
+        return torch.stack([a, b], dim=-1).flatten(-2)
+
+    def unitary(self, phases):
+        """The mesh's unitaries (settings, N, N) for applied ``phases`` (settings, n_params)."""
+        cdtype = torch.complex128 if phases.dtype == torch.float64 else torch.complex64
+        eye = torch.eye(self.n_modes, dtype=cdtype, device=phases.device)
+        # Row j of the propagated identity is U e_j, i.e. the transpose of U.
+        return self._propagate(eye.expand(phases.shape[0], -1, -1), phases).transpose(1, 2)
+
+    def _transfer(self, x, phases):
+        n_settings, batch, _ = x.shape
+        padded = torch.nn.functional.pad(x, (0, self.n_modes - self.in_features))
+        if batch > self.n_modes:
+            # Cheaper to build U once per setting than to push every input through the columns.
+            field = padded.to(torch.promote_types(padded.dtype, torch.complex64)) @ \
+                self.unitary(phases).transpose(1, 2)
+        else:
+            field = self._propagate(padded.to(torch.promote_types(padded.dtype,
+                                                                  torch.complex64)), phases)
+        field = field[:, :, :self.out_features]
+        return field.real if self.output == "real" else field.abs() ** 2

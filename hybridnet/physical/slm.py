@@ -1,0 +1,48 @@
+"""Spatial light modulator: a phase mask read out as ``y = cos(W) x / sqrt(n)``."""
+
+import math
+
+import torch
+
+from .photonic import PhotonicDevice, linear_transfer
+
+
+class SLM(PhotonicDevice):
+    """Spatial light modulator layer, ``y = cos(W) x / sqrt(in_features)``.
+
+    The parameters are the phase matrix ``W`` (out_features x in_features), flattened row by
+    row; ``cos(W) = Re(exp(iW))`` is the field a phase-only pixel passes to a coherent detector.
+
+    Parameters
+    ----------
+    in_features : int
+        Input length n.
+    out_features : int
+        Output length m.
+    **options
+        Non-idealities and seed, see :class:`~hybridnet.physical.photonic.PhotonicDevice`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.physical import SLM
+    >>> slm = SLM(4, 3, seed=0)
+    >>> slm(torch.ones(2, 4), slm.initial_params()).shape
+    torch.Size([2, 3])
+    """
+
+    def __init__(self, in_features, out_features, **options):
+        super().__init__(in_features, out_features, in_features * out_features, **options)
+
+    def initial_params(self, generator=None):
+        """Phases uniform in (pi/2 - 0.1, pi/2 + 0.1): weights start small, about zero."""
+        u = torch.rand(self.n_params, generator=generator)
+        return math.pi / 2 + 0.2 * (u - 0.5)
+
+    def transfer_matrix(self, phases):
+        """Ideal matrices (settings, out_features, in_features) for applied ``phases``."""
+        shape = (phases.shape[0], self.out_features, self.in_features)
+        return torch.cos(phases).reshape(shape) / math.sqrt(self.in_features)
+
+    def _transfer(self, x, phases):
+        return linear_transfer(x, self.transfer_matrix(phases))

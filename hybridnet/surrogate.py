@@ -1,0 +1,154 @@
+"""Low-rank surrogate of a linear black box, kept current by the projector-splitting integrator.
+
+The surrogate ``A ~ U S V`` (U: m x r orthonormal columns, S: r x r, V: r x n orthonormal rows)
+stands in for the device matrix in the backward pass: ``dL/dx = G U S V``. It only ever sees the
+device through ``query(inputs) -> outputs`` at the device's current parameters.
+
+Initialisation (``init``):
+
+- ``"svd"``: query the identity (n queries), ``A = f(I)^T``, truncated SVD.
+- ``"randomized"``: a range finder on ``r + oversampling`` Gaussian inputs gives ``Q`` with
+  ``range(Q) ~ range(A)``; the row part ``Q^T A`` is estimated from the same queries plus
+  ``n_probes`` more as ``(1/K) sum_k (Q^T A z_k) z_k^T`` (unbiased since ``E[z z^T] = I``), and
+  its SVD completes the factors. It costs ``r + oversampling + n_probes`` queries instead of n,
+  at the price of Monte Carlo error in the row space: worth it for wide layers only.
+
+Update after each step in which the device parameters moved (the implicit projector-splitting
+integrator, a K-S-L step applied to ``dA = A(w_new) - A(w_old)``):
+
+1. K-step: ``P1 = dA V^T`` from the r rows of V; ``U S + P1 = U1 S_hat`` (QR).
+2. S-step: ``S_tilde = S_hat - U1^T P1``.
+3. L-step: ``P2 = Z^T [dZ U1] / M ~ dA^T U1`` from M Gaussian probes Z;
+   ``V^T S_tilde^T + P2 = V1 R`` (QR), ``S1 = R^T``.
+
+Both products need the device's answers to the same inputs before and after the step. Instead
+of setting the device back to its old parameters, the surrogate queries its next probes (the
+rows of the new V and fresh Z) right after each update and keeps the answers: every query is
+then made at the device's current parameters, which is what a real device with slow phase
+settling wants, for the same 2(r + M) queries per step.
+"""
+
+import torch
+from torch import nn
+
+from ._random import randn
+
+INITS = ("svd", "randomized")
+
+
+class LowRankSurrogate(nn.Module):
+    """Rank-r surrogate ``U S V`` of a device matrix (m x n), updated from queries only.
+
+    Parameters
+    ----------
+    in_features : int
+        n, the device's input length.
+    out_features : int
+        m, the device's output length.
+    rank : int
+        r; capped at min(m, n).
+    n_probes : int, optional
+        M, Gaussian probes per update (L-step). Default ``max(rank, 32)``, which calibration runs
+        found keeps the error near the best rank-r error.
+    init : {"svd", "randomized"}, default="svd"
+        How :meth:`build` initialises the factors, see the module docstring.
+    oversampling : int, default=10
+        Extra range-finder inputs for ``init="randomized"``.
+    rebuild_every : int, optional
+        Rebuild from scratch every this many updates, which bounds drift; None never rebuilds.
+    generator : torch.Generator
+        Source of the probes.
+
+    Attributes
+    ----------
+    U, S, V : torch.Tensor
+        The factors (buffers: they follow ``.to()``, ``state_dict`` and pickling).
+    n_updates, n_rebuilds : int
+        Integrator steps and full (re)builds so far.
+    n_queries : int
+        Device queries spent by the surrogate.
+    """
+
+    def __init__(self, in_features, out_features, rank, *, n_probes=None, init="svd",
+                 oversampling=10, rebuild_every=None, generator=None):
+        super().__init__()
+        if init not in INITS:
+            raise ValueError(f"surrogate init must be one of {INITS}, got {init!r}")
+        self.in_features, self.out_features = in_features, out_features
+        self.rank = min(rank, in_features, out_features)
+        self.n_probes = max(self.rank, 32) if n_probes is None else n_probes
+        self.init = init
+        self.oversampling = oversampling
+        self.rebuild_every = rebuild_every
+        self.generator = generator
+        self.n_updates = self.n_rebuilds = self.n_queries = 0
+        self.register_buffer("U", torch.zeros(out_features, self.rank))
+        self.register_buffer("S", torch.zeros(self.rank, self.rank))
+        self.register_buffer("V", torch.zeros(self.rank, in_features))
+        self.register_buffer("probes", torch.zeros(self.rank + self.n_probes, in_features))
+        self.register_buffer("probe_outputs", torch.zeros(self.rank + self.n_probes, out_features))
+        self.register_buffer("built", torch.tensor(False))
+
+    def _query(self, query, inputs):
+        self.n_queries += len(inputs)
+        return query(inputs)
+
+    def matrix(self):
+        """The surrogate's matrix ``U S V`` (out_features x in_features)."""
+        return self.U @ self.S @ self.V
+
+    def input_gradient(self, grad_output):
+        """``dL/dx = G U S V`` for upstream gradients G (batch x out_features)."""
+        return grad_output @ self.U @ self.S @ self.V
+
+    def build(self, query):
+        """Initialise the factors from the device; ``query(inputs (K, n)) -> (K, m)``."""
+        options = dict(dtype=self.U.dtype, device=self.U.device)
+        rank = self.rank
+        if self.init == "svd":
+            matrix = self._query(query, torch.eye(self.in_features, **options)).T
+            u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+        else:
+            width = min(rank + self.oversampling, self.in_features)
+            inputs = randn((width + self.n_probes, self.in_features), self.generator, **options)
+            outputs = self._query(query, inputs)
+            basis, _ = torch.linalg.qr(outputs[:width].T)
+            row_part = basis.T @ outputs.T @ inputs / len(inputs)
+            u_small, s, vh = torch.linalg.svd(row_part, full_matrices=False)
+            u = basis @ u_small
+        self.U.copy_(u[:, :rank])
+        self.S.copy_(torch.diag(s[:rank]))
+        self.V.copy_(vh[:rank])
+        self.n_rebuilds += 1
+        self.built.fill_(True)
+        self._record_probes(query)
+
+    def _record_probes(self, query):
+        """Query the next update's probes (rows of V, fresh Z) at the current parameters."""
+        fresh = randn((self.n_probes, self.in_features), self.generator,
+                      dtype=self.V.dtype, device=self.V.device)
+        self.probes.copy_(torch.cat([self.V, fresh]))
+        self.probe_outputs.copy_(self._query(query, self.probes))
+
+    def update(self, query):
+        """One projector-splitting step for the change of the device since the last record."""
+        self.n_updates += 1
+        if self.rebuild_every and self.n_updates % self.rebuild_every == 0:
+            self.build(query)
+            return
+        change = self._query(query, self.probes) - self.probe_outputs  # rows: dA p for probes p
+        rank = self.rank
+        p1 = change[:rank].T                                            # dA V^T
+        u1, s_hat = torch.linalg.qr(self.U @ self.S + p1)
+        s_tilde = s_hat - u1.T @ p1
+        p2 = self.probes[rank:].T @ (change[rank:] @ u1) / self.n_probes  # ~ dA^T U1
+        v1, r = torch.linalg.qr(self.V.T @ s_tilde.T + p2)
+        self.U.copy_(u1)
+        self.S.copy_(r.T)
+        self.V.copy_(v1.T)
+        self._record_probes(query)
+
+    def extra_repr(self):
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"rank={self.rank}, n_probes={self.n_probes}, init={self.init!r}, "
+                f"rebuild_every={self.rebuild_every}")
