@@ -15,7 +15,6 @@ device queries and wall time for each.
 import argparse
 import time
 
-import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -88,7 +87,6 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
-    np.random.seed(args.seed)
     data = load_data(args.seed)
     rows = [(name, *train(mode, data, args)) for name, mode in
             (("all-digital", "digital"), ("digital twin (autograd)", "backprop"),

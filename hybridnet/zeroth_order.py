@@ -13,8 +13,9 @@ Estimators, with directions ``u_k`` and smoothing ``mu``:
 - ``"central_rge"``: ``g = (1/M) sum_k u_k (f(w + mu u_k) - f(w - mu u_k)) / (2 mu)``;
   2M evaluations, bias O(mu^2) instead of O(mu).
 - ``"sign_rge"``: the sign of the central estimate (signRGE), robust while estimates are noisy.
-- ``"cge"``: coordinate-wise central differences, ``g_j = (f(w + mu e_j) - f(w - mu e_j)) / (2 mu)``;
-  2d evaluations, or fewer when coordinates are skipped at random (skipped ones get 0).
+- ``"cge"``: coordinate-wise central differences,
+  ``g_j = (f(w + mu e_j) - f(w - mu e_j)) / (2 mu)``; 2d evaluations, or fewer when
+  coordinates are skipped at random (skipped ones get 0).
 
 Directions: ``"gaussian"`` (``N(0, I)``), ``"sphere"`` (uniform on the sphere of radius
 sqrt(d), which has the same second moment ``E[u u^T] = I``) or ``"rademacher"`` (+-1). All
