@@ -1,0 +1,276 @@
+"""BlackBoxLayer: gradients, query accounting, baselines, faults and persistence."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from hybridnet import BlackBoxLayer
+from hybridnet.layers import detect_linearity
+from hybridnet.physical import SLM, BlackBoxError, FunctionBlackBox, MRRBank, MZIMesh
+
+
+def tanh_squared(x, params):
+    """A device that is not linear in x: tanh(W x)^2 (as after photodetection)."""
+    return torch.tanh(x @ params.reshape(3, 5).T) ** 2
+
+
+def model_with(layer, seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(4, layer.in_features), nn.Tanh(), layer,
+                         nn.Linear(layer.out_features, 2)).double()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X = torch.tensor(StandardScaler().fit_transform(X), dtype=torch.float32)
+    return X[:1400], torch.tensor(y[:1400]), X[1400:], torch.tensor(y[1400:])
+
+
+def test_full_rank_exact_gradients_reproduce_autograd_step_for_step():
+    # Full-rank surrogate rebuilt every step and central coordinate differences (exact on the
+    # device's smooth phases up to O(mu^2)) against autograd through the same simulator.
+    x = torch.randn(32, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    target = torch.randn(32, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    trajectories = []
+    for training in ("surrogate", "backprop"):
+        layer = BlackBoxLayer(SLM(6, 5, seed=0), training=training, surrogate_rank=5,
+                              surrogate_rebuild_every=1, zo_estimator="cge", zo_smoothing=1e-5,
+                              seed=0)
+        model = model_with(layer)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+        losses = []
+        for _ in range(15):
+            optimizer.zero_grad()
+            loss = (model(x) - target).square().mean()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        trajectories.append((torch.tensor(losses), layer.params.detach().clone()))
+    (hybrid_losses, hybrid_params), (exact_losses, exact_params) = trajectories
+    torch.testing.assert_close(hybrid_losses, exact_losses, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(hybrid_params, exact_params, rtol=1e-7, atol=1e-8)
+    assert exact_losses[-1] < 0.9 * exact_losses[0]  # the trajectory really moves
+
+
+@pytest.mark.parametrize("make_device", [lambda: SLM(32, 32, seed=0),
+                                         lambda: MRRBank(32, 32, seed=0)])
+def test_device_learns_by_zeroth_order_updates_alone(digits, make_device):
+    # Input and output layers frozen at random: only the device can lift accuracy.
+    X_train, y_train, X_test, y_test = digits
+
+    def accuracy_after(epochs):
+        torch.manual_seed(0)
+        layer = BlackBoxLayer(make_device(), surrogate_rank=8, zo_samples=10, seed=0)
+        model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), layer, nn.ReLU(), nn.Linear(32, 10))
+        model.requires_grad_(False)
+        layer.params.requires_grad_(True)
+        optimizer = torch.optim.Adam([layer.params], lr=0.05)
+        order = torch.Generator().manual_seed(0)
+        for _ in range(epochs):
+            for batch in torch.randperm(len(X_train), generator=order).split(64):
+                optimizer.zero_grad()
+                nn.functional.cross_entropy(model(X_train[batch]), y_train[batch]).backward()
+                optimizer.step()
+        with torch.no_grad():
+            return (model(X_test).argmax(1) == y_test).float().mean().item()
+
+    frozen, trained = accuracy_after(0), accuracy_after(10)
+    assert frozen < 0.2
+    assert trained > frozen + 0.3
+
+
+def test_batch_compression_gives_the_same_estimate():
+    x = torch.randn(40, 6, dtype=torch.float64)
+    grads = []
+    for compress in (True, False):
+        layer = BlackBoxLayer(MRRBank(6, 3, seed=0), zo_samples=7, batch_compression=compress,
+                              seed=0).double()
+        layer(x).sin().sum().backward()
+        grads.append(layer.params.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-9)
+
+
+def test_query_counts_are_exact():
+    batch, n, m, rank, probes, samples = 40, 6, 3, 2, 5, 7
+    layer = BlackBoxLayer(MRRBank(n, m, seed=0), surrogate_rank=rank, surrogate_probes=probes,
+                          zo_samples=samples, seed=0)
+    box = layer.black_box
+    x = torch.randn(batch, n, requires_grad=True)
+    layer(x).sum().backward()
+    build = n + (rank + probes)
+    forward = batch
+    zo = (samples + 1) * m  # compressed: m rows per setting, plus the unperturbed one
+    assert box.n_queries == build + forward + zo
+    assert box.n_calls == 2 + 1 + 1
+    with torch.no_grad():
+        layer.params.add_(0.01)
+    box.reset_counters()
+    layer(x).sum().backward()
+    assert box.n_queries == 2 * (rank + probes) + forward + zo
+    box.reset_counters()
+    with torch.no_grad():
+        layer(x)
+    assert (box.n_queries, box.n_calls) == (batch, 1)
+
+
+def test_unchanged_parameters_skip_the_surrogate_update():
+    layer = BlackBoxLayer(MRRBank(6, 3, seed=0), surrogate_rank=2, seed=0)
+    x = torch.randn(4, 6, requires_grad=True)
+    layer(x).sum().backward()
+    layer.black_box.reset_counters()
+    layer(x).sum().backward()
+    assert layer.surrogate.n_updates == 0
+    assert layer.black_box.n_queries == 4 + (10 + 1) * 3  # forward and compressed ZO only
+
+
+def test_surrogate_input_gradient_matches_exact_at_full_rank():
+    layer = BlackBoxLayer(MZIMesh(6, 4, seed=0), surrogate_rank=4, seed=0).double()
+    x = torch.randn(5, 6, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(5, 4, dtype=torch.float64)
+    (layer(x) * weights).sum().backward()
+    matrix = layer.black_box(torch.eye(6, dtype=torch.float64), layer.params.detach()).T
+    torch.testing.assert_close(x.grad, weights @ matrix)
+
+
+class TestNonLinearDevices:
+    def make(self, **options):
+        params = torch.randn(15, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+        box = FunctionBlackBox(tanh_squared, 5, 3, params.numpy())
+        return BlackBoxLayer(box, seed=0, **options).double()
+
+    def exact_gradients(self, layer, x, weights):
+        x = x.detach().clone().requires_grad_(True)
+        params = layer.params.detach().clone().requires_grad_(True)
+        (tanh_squared(x, params) * weights).sum().backward()
+        return x.grad, params.grad
+
+    def test_non_linearity_is_detected(self):
+        layer = self.make()
+        x = torch.randn(8, 5, dtype=torch.float64, requires_grad=True)
+        layer(x).sum().backward()
+        assert layer.linear is False
+        assert layer.surrogate.n_rebuilds == 0  # the shared linear surrogate is never used
+
+    def test_jacobian_input_gradient_is_exact_per_sample(self):
+        layer = self.make(zo_smoothing=1e-7)
+        x = torch.randn(8, 5, dtype=torch.float64, requires_grad=True)
+        weights = torch.randn(8, 3, dtype=torch.float64)
+        (layer(x) * weights).sum().backward()
+        exact_x, _ = self.exact_gradients(layer, x, weights)
+        torch.testing.assert_close(x.grad, exact_x, rtol=1e-5, atol=1e-6)
+
+    def test_zo_input_gradient_is_unbiased(self):
+        layer = self.make(input_gradient="zo", zo_samples=4000, zo_smoothing=1e-6)
+        x = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
+        weights = torch.randn(3, 3, dtype=torch.float64)
+        (layer(x) * weights).sum().backward()
+        exact_x, _ = self.exact_gradients(layer, x, weights)
+        assert (x.grad - exact_x).norm() / exact_x.norm() < 0.1
+
+    def test_parameter_gradient_is_unbiased(self):
+        layer = self.make(zo_estimator="central_rge", zo_samples=4000, zo_smoothing=1e-5)
+        x = torch.randn(6, 5, dtype=torch.float64)
+        weights = torch.randn(6, 3, dtype=torch.float64)
+        (layer(x) * weights).sum().backward()
+        _, exact_params = self.exact_gradients(layer, x, weights)
+        assert (layer.params.grad - exact_params).norm() / exact_params.norm() < 0.15
+
+
+def test_linearity_detection():
+    g = torch.Generator().manual_seed(0)
+    mrr = MRRBank(5, 3, seed=0, detector_noise=1e-3)
+    assert detect_linearity(mrr, mrr.initial_params(), g)
+    affine = FunctionBlackBox(lambda x, p: x @ p.reshape(3, 5).T + 1.0, 5, 3, np.ones(15))
+    assert not detect_linearity(affine, affine.initial_params(), g)
+    intensity = MZIMesh(4, 4, output="intensity", seed=0)
+    assert intensity.linear is False
+
+
+def test_baselines_are_one_option_away():
+    x = torch.randn(8, 6)
+    digital = BlackBoxLayer(MZIMesh(6, 6, seed=0), training="digital", seed=0)
+    digital(x).sum().backward()
+    assert digital.black_box.n_queries == 0
+    assert digital.weight.grad.shape == (6, 6)
+    assert digital.device_parameters() == []
+    twin = BlackBoxLayer(MZIMesh(6, 6, seed=0), training="backprop", seed=0)
+    twin(x).sum().backward()
+    assert twin.params.grad.abs().sum() > 0
+    assert twin.surrogate is None
+
+
+def test_backprop_is_refused_for_devices_autograd_cannot_differentiate():
+    numpy_box = FunctionBlackBox(lambda x, p: x * p, 3, 3, np.ones(3), backend="numpy")
+    with pytest.raises(ValueError, match="needs a differentiable simulator"):
+        BlackBoxLayer(numpy_box, training="backprop")
+    detached = FunctionBlackBox(lambda x, p: x * p.detach(), 3, 3, np.ones(3), name="driver")
+    layer = BlackBoxLayer(detached, training="backprop")
+    with pytest.raises(BlackBoxError, match="driver returned outputs autograd cannot"):
+        layer(torch.randn(2, 3))
+
+
+def test_a_failing_device_raises_and_leaves_the_weights_untouched():
+    calls = {"n": 0}
+
+    def flaky(x, params):
+        calls["n"] += 1
+        y = x @ params.reshape(3, 4).T
+        return y * float("nan") if calls["n"] > 3 else y
+
+    layer = BlackBoxLayer(FunctionBlackBox(flaky, 4, 3, np.ones(12), name="flaky"),
+                          surrogate_rank=2, seed=0)
+    model = nn.Sequential(nn.Linear(2, 4), layer)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    before = {k: v.detach().clone() for k, v in model.named_parameters()}
+    with pytest.raises(BlackBoxError, match="flaky returned .* NaN"):
+        optimizer.zero_grad()
+        model(torch.randn(5, 2)).sum().backward()
+        optimizer.step()
+    for key, value in model.named_parameters():
+        torch.testing.assert_close(value.detach(), before[key])
+
+
+def test_leading_dimensions_and_wrong_width():
+    layer = BlackBoxLayer(SLM(6, 4, seed=0), seed=0)
+    assert layer(torch.randn(2, 7, 6)).shape == (2, 7, 4)
+    with pytest.raises(ValueError, match="expects inputs with 6 features"):
+        layer(torch.randn(3, 5))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"training": "hardware"}, "training must be one of"),
+    ({"zo_estimator": "spsa"}, "zo_estimator must be one of"),
+    ({"surrogate_rank": 0}, "surrogate_rank must be an int >= 1"),
+    ({"zo_samples": 2.5}, "zo_samples must be an int >= 1"),
+    ({"zo_smoothing": -1.0}, "zo_smoothing must be a positive number"),
+    ({"input_gradient": "exact"}, "input_gradient must be one of"),
+    ({"surrogate_init": "qr"}, "surrogate init must be one of"),
+])
+def test_invalid_options_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BlackBoxLayer(SLM(4, 4, seed=0), **kwargs)
+
+
+def test_non_black_box_is_refused():
+    with pytest.raises(TypeError, match="wrap a plain callable in FunctionBlackBox"):
+        BlackBoxLayer(lambda x, p: x)
+
+
+def test_pickle_and_state_dict_round_trips():
+    layer = BlackBoxLayer(MZIMesh(6, 6, seed=0, fabrication_error=0.1), surrogate_rank=3, seed=0)
+    x = torch.randn(4, 6, requires_grad=True)
+    layer(x).sum().backward()
+    clone = pickle.loads(pickle.dumps(layer))
+    with torch.no_grad():
+        torch.testing.assert_close(clone(x), layer(x))
+    torch.testing.assert_close(clone.surrogate.matrix(), layer.surrogate.matrix())
+    fresh = BlackBoxLayer(MZIMesh(6, 6, seed=0, fabrication_error=0.1), surrogate_rank=3, seed=1)
+    fresh.load_state_dict(layer.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(x), layer(x))
