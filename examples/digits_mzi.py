@@ -21,7 +21,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from hybridnet import BlackBoxLayer
+from hybridnet import BlackBoxLayer, split_parameters
 from hybridnet.physical import MZIMesh
 
 
@@ -51,8 +51,7 @@ def train(training, data, args):
     torch.manual_seed(args.seed)
     X_train, y_train, X_test, y_test = data
     model, device_layer = build_model(training, args)
-    device_params = device_layer.device_parameters()
-    digital_params = [p for p in model.parameters() if all(p is not q for q in device_params)]
+    digital_params, device_params = split_parameters(model)
     groups = [{"params": digital_params, "lr": args.lr}]
     if device_params:
         groups.append({"params": device_params, "lr": args.device_lr})

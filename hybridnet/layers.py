@@ -314,3 +314,35 @@ class BlackBoxLayer(nn.Module):
         return (f"training={self.training_mode!r}, surrogate_rank={rank}, "
                 f"zo_estimator={self.zo_estimator!r}, zo_samples={self.zo_samples}, "
                 f"zo_smoothing={self.zo_smoothing}")
+
+
+def split_parameters(module):
+    """Split a network's trainable parameters into digital ones and device ones.
+
+    Device parameters are those of every :class:`BlackBoxLayer` inside ``module``; they usually
+    want their own learning rate.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Any network, possibly containing BlackBoxLayers.
+
+    Returns
+    -------
+    digital, device : list of torch.nn.Parameter
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet import BlackBoxLayer, split_parameters
+    >>> from hybridnet.physical import SLM
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), BlackBoxLayer(SLM(4, 2), seed=0))
+    >>> digital, device = split_parameters(model)
+    >>> [p.shape for p in digital], [p.shape for p in device]
+    ([torch.Size([4, 3]), torch.Size([4])], [torch.Size([8])])
+    """
+    device = [p for layer in module.modules() if isinstance(layer, BlackBoxLayer)
+              for p in layer.device_parameters() if p.requires_grad]
+    device_ids = {id(p) for p in device}
+    digital = [p for p in module.parameters() if p.requires_grad and id(p) not in device_ids]
+    return digital, device
