@@ -7,9 +7,13 @@ surrogate of :mod:`hybridnet.surrogate` and the estimators of :mod:`hybridnet.ze
 """
 
 from . import physical
+from .estimators import HybridNetClassifier, HybridNetRegressor
 from .layers import BlackBoxLayer, split_parameters
 from .surrogate import LowRankSurrogate
 from .tt_linear import TTLinear
 
 __version__ = "0.1.0"
-__all__ = ["BlackBoxLayer", "LowRankSurrogate", "TTLinear", "physical", "split_parameters"]
+__all__ = [
+    "BlackBoxLayer", "HybridNetClassifier", "HybridNetRegressor", "LowRankSurrogate", "TTLinear",
+    "physical", "split_parameters",
+]

@@ -1,0 +1,613 @@
+"""scikit-learn estimators over the engine: ``HybridNetClassifier`` and ``HybridNetRegressor``.
+
+They only validate, build the network (:func:`hybridnet.network.build_mlp`) and drive the shared
+loop (:func:`hybridnet.training.train_epochs`). Every engine option is an ordinary
+hyperparameter, so ``GridSearchCV`` tunes ``surrogate_rank``, ``zo_estimator`` or ``tt_rank`` like
+any other.
+
+Decisions where scikit-learn's own networks give no answer:
+
+- Inputs are cast to float32 inside the network (what the devices and torch default to); outputs
+  are float64 numpy arrays.
+- The regressor standardises its targets internally (per output) and undoes it in ``predict``;
+  ``loss_curve_`` is the mean squared error in standardised units.
+- Both learning rates follow a cosine decay over ``max_iter`` epochs in ``fit`` and stay constant
+  in ``partial_fit``.
+- Sparse input is refused (the devices take dense vectors).
+"""
+
+import copy
+import numbers
+import time
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.model_selection import train_test_split
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from torch import nn
+
+from .layers import split_parameters
+from .network import ACTIVATIONS, DEVICES, build_mlp
+from .physical import BlackBox, BlackBoxError
+from .training import (
+    EarlyStopping,
+    History,
+    ProgressBar,
+    ValidationScore,
+    count_device_queries,
+    train_epochs,
+)
+from .zeroth_order import ESTIMATORS
+
+TRAININGS = ("surrogate", "backprop")
+
+
+def _check_choice(name, value, choices):
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def _check_number(name, value, *, integer=False, low=None, high=None, low_open=False,
+                  allow_none=False):
+    if value is None and allow_none:
+        return
+    kind = numbers.Integral if integer else numbers.Real
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high
+    if not ok:
+        bound = "" if low is None else f" {'>' if low_open else '>='} {low}"
+        bound += "" if high is None else f" and < {high}"
+        kind_name = "an int" if integer else "a number"
+        none = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be {kind_name}{bound}{none}, got {value!r}")
+
+
+class _BaseHybridNet(BaseEstimator):
+    """Shared validation, network construction and training; see the public subclasses."""
+
+    def __init__(self, hidden_layer_sizes=(64, 64), activation="relu", *, physical_layer="mzi",
+                 physical_positions=None, device_options=None, training="surrogate",
+                 surrogate_rank=None, surrogate_probes=None, surrogate_rebuild_every=None,
+                 zo_estimator="rge", zo_samples=10, zo_smoothing=1e-3, tt_rank=None,
+                 learning_rate=3e-3, device_learning_rate=1e-2, batch_size=64, max_iter=50,
+                 tol=1e-4, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
+                 warm_start=False, random_state=None, device="cpu", verbose=False,
+                 module=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.physical_layer = physical_layer
+        self.physical_positions = physical_positions
+        self.device_options = device_options
+        self.training = training
+        self.surrogate_rank = surrogate_rank
+        self.surrogate_probes = surrogate_probes
+        self.surrogate_rebuild_every = surrogate_rebuild_every
+        self.zo_estimator = zo_estimator
+        self.zo_samples = zo_samples
+        self.zo_smoothing = zo_smoothing
+        self.tt_rank = tt_rank
+        self.learning_rate = learning_rate
+        self.device_learning_rate = device_learning_rate
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.tol = tol
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+        self.module = module
+
+    # ----------------------------------------------------------------- validation
+    def _validate_hyperparameters(self):
+        sizes = self.hidden_layer_sizes
+        if isinstance(sizes, numbers.Integral):
+            sizes = (sizes,)
+        if (not isinstance(sizes, list | tuple) or not sizes
+                or not all(isinstance(s, numbers.Integral) and s >= 1 for s in sizes)):
+            raise ValueError("hidden_layer_sizes must be a positive int or a non-empty sequence "
+                             f"of positive ints, got {self.hidden_layer_sizes!r}")
+        _check_choice("activation", self.activation, ACTIVATIONS)
+        if not (self.physical_layer is None or isinstance(self.physical_layer, BlackBox)):
+            _check_choice("physical_layer", self.physical_layer, DEVICES)
+        _check_choice("training", self.training, TRAININGS)
+        _check_choice("zo_estimator", self.zo_estimator, ESTIMATORS)
+        for name in ("surrogate_rank", "surrogate_probes", "surrogate_rebuild_every", "tt_rank"):
+            _check_number(name, getattr(self, name), integer=True, low=1, allow_none=True)
+        _check_number("zo_samples", self.zo_samples, integer=True, low=1)
+        _check_number("batch_size", self.batch_size, integer=True, low=1)
+        _check_number("max_iter", self.max_iter, integer=True, low=1)
+        _check_number("n_iter_no_change", self.n_iter_no_change, integer=True, low=1)
+        for name in ("zo_smoothing", "learning_rate", "device_learning_rate"):
+            _check_number(name, getattr(self, name), low=0, low_open=True)
+        _check_number("tol", self.tol, low=0)
+        _check_number("validation_fraction", self.validation_fraction, low=0, high=1,
+                      low_open=True)
+        if self.device_options is not None and not isinstance(self.device_options, dict):
+            raise ValueError(f"device_options must be a dict or None, got {self.device_options!r}")
+        if self.module is not None and not isinstance(self.module, nn.Module):
+            raise ValueError(f"module must be a torch.nn.Module or None, got "
+                             f"{type(self.module).__name__}")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, TypeError) as error:
+            raise ValueError(f"device must be 'cpu', 'cuda' or a torch.device, got "
+                             f"{self.device!r}") from error
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device='cuda' was requested but CUDA is not available here")
+        return tuple(int(s) for s in sizes), device
+
+    # ----------------------------------------------------------------- network
+    def _layer_options(self, hidden_sizes):
+        rank = self.surrogate_rank
+        if rank is None:
+            rank = max(1, min(hidden_sizes) // 2)
+        return dict(training=self.training, surrogate_rank=rank,
+                    surrogate_probes=self.surrogate_probes,
+                    surrogate_rebuild_every=self.surrogate_rebuild_every,
+                    zo_estimator=self.zo_estimator, zo_samples=self.zo_samples,
+                    zo_smoothing=float(self.zo_smoothing))
+
+    def _build_module(self, n_inputs, n_outputs, hidden_sizes, seed):
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            if self.module is not None:
+                return copy.deepcopy(self.module)
+            return build_mlp(n_inputs, n_outputs, hidden_sizes, self.activation,
+                             physical_layer=self.physical_layer,
+                             physical_positions=self.physical_positions,
+                             device_options=self.device_options,
+                             layer_options=self._layer_options(hidden_sizes),
+                             tt_rank=self.tt_rank, seed=seed)
+
+    def _check_module_output(self, module, X, n_outputs):
+        with torch.no_grad():
+            out = module(X[:2])
+        if out.dim() != 2 or out.shape[1] != n_outputs:
+            raise ValueError(f"module must map (n_samples, {X.shape[1]}) inputs to "
+                             f"(n_samples, {n_outputs}) outputs, got {tuple(out.shape)}")
+
+    # ----------------------------------------------------------------- training
+    def _tensors(self, *arrays):
+        return [torch.as_tensor(a, device=self._device) for a in arrays]
+
+    def _make_optimizer(self, module):
+        digital, device = split_parameters(module)
+        groups = [{"params": digital, "lr": self.learning_rate}]
+        if device:
+            groups.append({"params": device, "lr": self.device_learning_rate})
+        return torch.optim.Adam(groups)
+
+    def _initialize(self, X, n_outputs):
+        hidden_sizes, self._device = self._validate_hyperparameters()
+        self._seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        self.module_ = self._build_module(X.shape[1], n_outputs, hidden_sizes, self._seed)
+        self.module_.to(self._device)
+        if self.module is not None:
+            self._check_module_output(self.module_,
+                                      torch.as_tensor(X[:2], device=self._device), n_outputs)
+        self._optimizer = self._make_optimizer(self.module_)
+        self._batch_generator = torch.Generator().manual_seed(self._seed)
+        self.history_ = History()
+        self.n_device_queries_ = 0
+
+    def _run(self, X, y, sample_weight, n_epochs, *, validation=None, schedule=False):
+        """Train for up to n_epochs; keep the fitted attributes in step even if a device fails."""
+        X_t, y_t, w_t = self._tensors(X, y, sample_weight)
+        loss_fn = self._loss
+        optimizer = self._optimizer
+        scheduler = None
+        if schedule:
+            steps = n_epochs * -(-len(X_t) // self.batch_size)
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+
+        def step(batch):
+            optimizer.zero_grad()
+            weights = w_t[batch]
+            # clamp: a batch whose weights are all zero has loss 0, not NaN
+            loss = (loss_fn(self.module_(X_t[batch]), y_t[batch]) * weights).sum() / \
+                weights.sum().clamp_min(1e-12)
+            if not torch.isfinite(loss):
+                return loss.item(), 0.0
+            loss.backward()
+            optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
+            return loss.item(), weights.sum().item()
+
+        def batches():
+            order = torch.randperm(len(X_t), generator=self._batch_generator)
+            return order.to(self._device).split(self.batch_size)
+
+        callbacks = []
+        if validation is not None:
+            X_val, y_val = validation
+            callbacks.append(ValidationScore(lambda: self._score_arrays(X_val, y_val)))
+            callbacks.append(EarlyStopping("valid_score", lower_is_better=False, tol=self.tol,
+                                           patience=self.n_iter_no_change, restore_best=True))
+        else:
+            callbacks.append(EarlyStopping("train_loss", tol=self.tol,
+                                           patience=self.n_iter_no_change))
+        if self.verbose:
+            callbacks.append(ProgressBar(n_epochs))
+        queries_before = count_device_queries(self.module_)
+        start = time.perf_counter()
+        try:
+            train_epochs(self.module_, step, batches, n_epochs, callbacks=callbacks,
+                         history=self.history_)
+        except BlackBoxError:
+            self.module_.eval()
+            raise
+        finally:
+            self._record(queries_before, start)
+
+    def _record(self, queries_before, start):
+        history = self.history_
+        self.n_iter_ = len(history)
+        self.loss_curve_ = history[:, "train_loss"]
+        self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else None
+        scores = [r["valid_score"] for r in history if "valid_score" in r]
+        self.validation_scores_ = scores if scores else None
+        self.n_device_queries_ += count_device_queries(self.module_) - queries_before
+        self.fit_time_ = time.perf_counter() - start
+
+    def _fit(self, X, y, sample_weight, *, incremental=False):
+        first = not (hasattr(self, "module_") and (incremental or self.warm_start))
+        if first:
+            self._initialize(X, self._n_outputs(y))
+        else:
+            self._validate_hyperparameters()
+        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
+        if incremental:
+            self._run(X, y, sample_weight, 1)
+            return self
+        validation = None
+        if self.early_stopping:
+            stratify = y if isinstance(self, ClassifierMixin) else None
+            X, X_val, y, y_val, sample_weight, _ = train_test_split(
+                X, y, sample_weight, test_size=self.validation_fraction, stratify=stratify,
+                random_state=self._seed)
+            validation = (X_val, y_val)
+        self._run(X, y, sample_weight, self.max_iter, validation=validation, schedule=True)
+        return self
+
+    def _forward(self, X):
+        check_is_fitted(self, "module_")
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        self.module_.eval()
+        with torch.no_grad():
+            return self.module_(torch.as_tensor(X, device=self._device)).double().cpu().numpy()
+
+    # ----------------------------------------------------------------- persistence
+    def __getstate__(self):
+        # A model trained on a GPU must load on a CPU-only machine: pickle the network on CPU.
+        state = self.__dict__.copy()
+        if "module_" in state:
+            module = copy.deepcopy(state["module_"]).cpu()
+            state["module_"] = module
+            state["_device"] = torch.device("cpu")
+            state.pop("_optimizer", None)
+            state["_optimizer_state"] = self._optimizer.state_dict() if hasattr(
+                self, "_optimizer") else None
+        return state
+
+    def __setstate__(self, state):
+        optimizer_state = state.pop("_optimizer_state", None)
+        self.__dict__.update(state)
+        if "module_" in state:
+            wanted = torch.device(self.device) if isinstance(self.device, str | torch.device) \
+                else torch.device("cpu")
+            if wanted.type == "cuda" and torch.cuda.is_available():
+                self.module_.to(wanted)
+                self._device = wanted
+            self._optimizer = self._make_optimizer(self.module_)
+            if optimizer_state is not None:
+                self._optimizer.load_state_dict(optimizer_state)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        tags.input_tags.allow_nan = False
+        return tags
+
+
+_PARAMETERS_DOC = """
+    Parameters
+    ----------
+    hidden_layer_sizes : int or sequence of int, default=(64, 64)
+        Widths of the hidden layers.
+    activation : {"relu", "tanh", "logistic", "identity", "sin"}, default="relu"
+        Activation after each hidden layer.
+    physical_layer : {"mzi", "mrr", "slm"}, BlackBox or None, default="mzi"
+        The device in the network: a simulated MZI mesh, microring bank or SLM, an instance of
+        any :class:`~hybridnet.physical.BlackBox` (``FunctionBlackBox`` for a real device), or
+        None for the all-digital network.
+    physical_positions : sequence of int, optional
+        Which linear maps are devices, from 0 (input map) to ``len(hidden_layer_sizes)``
+        (output map). Default: every map between two hidden layers.
+    device_options : dict, optional
+        Keyword arguments of the device class: non-idealities such as ``phase_bits``,
+        ``phase_noise``, ``crosstalk``, ``detector_noise``, ``fabrication_error``.
+    training : {"surrogate", "backprop"}, default="surrogate"
+        "surrogate" trains the devices in situ from queries (low-rank surrogate plus
+        zeroth-order updates); "backprop" is the digital twin, exact autograd through the
+        simulator.
+    surrogate_rank : int, optional
+        Rank of each device's surrogate; default half the narrowest hidden layer.
+    surrogate_probes : int, optional
+        Probes per surrogate update; default ``max(surrogate_rank, 32)``.
+    surrogate_rebuild_every : int, optional
+        Rebuild each surrogate from scratch every this many steps; None never does.
+    zo_estimator : {"rge", "central_rge", "sign_rge", "cge"}, default="rge"
+        Zeroth-order estimator of the device parameters' gradient.
+    zo_samples : int, default=10
+        Random directions per step.
+    zo_smoothing : float, default=1e-3
+        Finite-difference step of the zeroth-order estimates.
+    tt_rank : int, optional
+        Make the digital linear maps :class:`~hybridnet.TTLinear` of this rank; None keeps
+        them dense.
+    learning_rate : float, default=3e-3
+        Adam learning rate of the digital parameters.
+    device_learning_rate : float, default=1e-2
+        Adam learning rate of the device parameters.
+    batch_size : int, default=64
+        Minibatch size.
+    max_iter : int, default=50
+        Maximum number of epochs.
+    tol : float, default=1e-4
+        Improvement of the monitored quantity (training loss, or validation score with
+        ``early_stopping``) below which an epoch counts as no improvement.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data, stop when its score stalls for
+        ``n_iter_no_change`` epochs and restore the best weights.
+    validation_fraction : float, default=0.1
+        Share of the training data held out for early stopping.
+    n_iter_no_change : int, default=10
+        Epochs without improvement before training stops.
+    warm_start : bool, default=False
+        Continue from the previous fit's network instead of starting afresh.
+    random_state : int, RandomState instance or None, default=None
+        Seeds initialisation, devices, zeroth-order draws and batch order.
+    device : {"cpu", "cuda"} or torch.device, default="cpu"
+        Where the network runs.
+    verbose : bool, default=False
+        Show a tqdm progress bar (loss, validation score, device queries).
+    module : torch.nn.Module, optional
+        A network of your own (it may contain ``BlackBoxLayer``s) used in place of the built-in
+        MLP; it must map (n_samples, n_features) to (n_samples, n_outputs). It is copied, never
+        modified.
+"""
+
+_ATTRIBUTES_DOC = """
+    module_ : torch.nn.Module
+        The trained network.
+    n_features_in_ : int
+        Number of features seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Feature names, when ``X`` had them (pandas).
+    loss_curve_ : list of float
+        Training loss per epoch.
+    validation_scores_ : list of float or None
+        Validation score per epoch with ``early_stopping``, else None.
+    best_loss_ : float
+        Lowest training loss.
+    n_iter_ : int
+        Epochs run.
+    n_device_queries_ : int
+        Black-box queries made during training (forward, surrogate and zeroth-order), summed
+        over ``partial_fit`` calls and warm-started fits; predictions are not counted.
+    history_ : History
+        Per-epoch records: ``epoch``, ``train_loss``, ``seconds``, ``device_queries``
+        (cumulative) and ``valid_score``; ``history_[:, "train_loss"]`` gives a column.
+    fit_time_ : float
+        Seconds spent in the last ``fit`` or ``partial_fit``.
+"""
+
+
+class HybridNetClassifier(ClassifierMixin, _BaseHybridNet):
+    __doc__ = """A neural-network classifier with black-box physical layers, trained in situ.
+""" + _PARAMETERS_DOC + """
+    Attributes
+    ----------
+    classes_ : ndarray
+        Class labels.""" + _ATTRIBUTES_DOC + """
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from hybridnet import HybridNetClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = HybridNetClassifier((16, 16), physical_layer="mrr", max_iter=30,
+    ...                           random_state=0).fit(X, y)
+    >>> clf.predict(X[:3])
+    array([0, 0, 0])
+    >>> clf.n_device_queries_ > 0
+    True
+    """
+
+    def _n_outputs(self, y):
+        return len(self.classes_)
+
+    def _loss(self, logits, targets):
+        return nn.functional.cross_entropy(logits, targets, reduction="none")
+
+    def _encode(self, X, y, reset, classes=None):
+        X, y = validate_data(self, X, y, reset=reset, dtype=[np.float32, np.float64])
+        X = X.astype(np.float32, copy=False)
+        check_classification_targets(y)
+        if reset:
+            self.classes_ = np.unique(y) if classes is None else np.unique(np.asarray(classes))
+            if len(self.classes_) < 2:
+                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; "
+                                 f"got 1 class: {self.classes_.tolist()}")
+        unseen = np.setdiff1d(np.unique(y), self.classes_)
+        if unseen.size:
+            raise ValueError(f"y contains labels not in classes_: {unseen.tolist()}")
+        return X, np.searchsorted(self.classes_, y).astype(np.int64)
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on (X, y).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,)
+            Labels of any type.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample weights of the loss.
+
+        Returns
+        -------
+        self
+        """
+        continuing = self.warm_start and hasattr(self, "module_")
+        X, y = self._encode(X, y, reset=not continuing)
+        return self._fit(X, y, sample_weight)
+
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """Train for one epoch on (X, y), initialising on the first call.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        classes : array-like, optional
+            All labels; required on the first call.
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        first = not hasattr(self, "module_")
+        if first and classes is None:
+            raise ValueError("classes must be given on the first call to partial_fit")
+        X, y = self._encode(X, y, reset=first, classes=classes)
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict_proba(self, X):
+        """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
+        logits = self._forward(X)
+        logits -= logits.max(axis=1, keepdims=True)
+        probabilities = np.exp(logits)
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+    def predict(self, X):
+        """Predicted labels, shape (n_samples,)."""
+        indices = self._forward(X).argmax(axis=1)
+        return self.classes_[indices]
+
+    def _score_arrays(self, X, y):
+        with torch.no_grad():
+            logits = self.module_(torch.as_tensor(X, device=self._device))
+        return (logits.argmax(1).cpu().numpy() == y).mean()
+
+
+class HybridNetRegressor(RegressorMixin, _BaseHybridNet):
+    __doc__ = """A neural-network regressor with black-box physical layers, trained in situ.
+
+    Targets are standardised per output during training and the scaling is undone in
+    ``predict``; multi-output targets are supported.
+""" + _PARAMETERS_DOC + """
+    Attributes
+    ----------""" + _ATTRIBUTES_DOC + """
+    n_outputs_ : int
+        Number of targets.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from hybridnet import HybridNetRegressor
+    >>> X = np.linspace(-1, 1, 200).reshape(-1, 1)
+    >>> reg = HybridNetRegressor((16, 16), physical_layer="slm", max_iter=60,
+    ...                          random_state=0).fit(X, X.ravel() ** 2)
+    >>> reg.score(X, X.ravel() ** 2) > 0.8
+    True
+    """
+
+    def _n_outputs(self, y):
+        return self.n_outputs_
+
+    def _loss(self, predictions, targets):
+        return (predictions - targets).square().mean(dim=1)
+
+    def _encode(self, X, y, reset):
+        X, y = validate_data(self, X, y, reset=reset, dtype=[np.float32, np.float64],
+                             multi_output=True, y_numeric=True)
+        X = X.astype(np.float32, copy=False)
+        y = np.asarray(y, dtype=np.float64)
+        self._single_output = y.ndim == 1 if reset else self._single_output
+        y = y.reshape(len(y), -1)
+        if reset:
+            self.n_outputs_ = y.shape[1]
+            self._y_mean = y.mean(axis=0)
+            scale = y.std(axis=0)
+            self._y_scale = np.where(scale > 0, scale, 1.0)
+        elif y.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {y.shape[1]} outputs, the model was fitted with "
+                             f"{self.n_outputs_}")
+        return X, ((y - self._y_mean) / self._y_scale).astype(np.float32)
+
+    def fit(self, X, y, sample_weight=None):
+        """Train the network on (X, y).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        sample_weight : array-like of shape (n_samples,), optional
+            Per-sample weights of the loss.
+
+        Returns
+        -------
+        self
+        """
+        continuing = self.warm_start and hasattr(self, "module_")
+        X, y = self._encode(X, y, reset=not continuing)
+        return self._fit(X, y, sample_weight)
+
+    def partial_fit(self, X, y, sample_weight=None):
+        """Train for one epoch on (X, y), initialising on the first call.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), optional
+
+        Returns
+        -------
+        self
+        """
+        X, y = self._encode(X, y, reset=not hasattr(self, "module_"))
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def predict(self, X):
+        """Predictions, shape (n_samples,) or (n_samples, n_outputs)."""
+        predictions = self._forward(X) * self._y_scale + self._y_mean
+        return predictions.ravel() if self._single_output else predictions
+
+    def _score_arrays(self, X, y):
+        with torch.no_grad():
+            predictions = self.module_(torch.as_tensor(X, device=self._device)).cpu().numpy()
+        residual = ((predictions - y) ** 2).sum()
+        total = ((y - y.mean(axis=0)) ** 2).sum()
+        return 1 - residual / total if total > 0 else -residual
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        return tags
+

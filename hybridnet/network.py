@@ -1,0 +1,117 @@
+"""Build the multilayer perceptrons the estimators train, with physical and TT layers in place.
+
+The network is ``Linear -> act -> ... -> Linear``; each linear map is a plain ``nn.Linear``, a
+:class:`~hybridnet.TTLinear` (when ``tt_rank`` is set) or a :class:`~hybridnet.BlackBoxLayer`
+over a device (at the positions named by ``physical_positions``). A plain PyTorch user can call
+:func:`build_mlp` directly.
+"""
+
+import copy
+
+import torch
+from torch import nn
+
+from .layers import BlackBoxLayer
+from .physical import SLM, BlackBox, MRRBank, MZIMesh
+from .tt_linear import TTLinear
+
+DEVICES = {"mzi": MZIMesh, "mrr": MRRBank, "slm": SLM}
+
+
+class Sine(nn.Module):
+    """``sin(x)``, the activation of sinusoidal PINNs."""
+
+    def forward(self, x):
+        return torch.sin(x)
+
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid,
+               "identity": nn.Identity, "sin": Sine}
+
+
+def default_physical_positions(n_maps):
+    """The maps between hidden layers: indices 1 .. n_maps - 2 of the n_maps linear maps."""
+    return list(range(1, n_maps - 1))
+
+
+def make_device(spec, in_features, out_features, options, seed):
+    """A black box for one position from a name ("mzi", "mrr", "slm") or an instance."""
+    if isinstance(spec, BlackBox):
+        if (spec.in_features, spec.out_features) != (in_features, out_features):
+            raise ValueError(f"physical_layer {spec.name} maps {spec.in_features} -> "
+                             f"{spec.out_features} features, but its position in the network "
+                             f"maps {in_features} -> {out_features}; change "
+                             "hidden_layer_sizes or physical_positions to match")
+        return copy.deepcopy(spec)
+    return DEVICES[spec](in_features, out_features, seed=seed, **(options or {}))
+
+
+def build_mlp(n_inputs, n_outputs, hidden_layer_sizes=(64, 64), activation="relu", *,
+              physical_layer=None, physical_positions=None, device_options=None,
+              layer_options=None, tt_rank=None, seed=0):
+    """Build an MLP whose chosen linear maps are physical devices or tensor trains.
+
+    Parameters
+    ----------
+    n_inputs, n_outputs : int
+        Input and output widths.
+    hidden_layer_sizes : sequence of int, default=(64, 64)
+        Widths of the hidden layers.
+    activation : {"relu", "tanh", "logistic", "identity", "sin"}, default="relu"
+        Activation after every hidden layer.
+    physical_layer : {"mzi", "mrr", "slm"} or BlackBox, optional
+        Device kind, or a device instance (copied; its shape must fit its position). None
+        builds an all-digital network.
+    physical_positions : sequence of int, optional
+        Which linear maps become devices, counting from 0 (input map) to
+        ``len(hidden_layer_sizes)`` (output map). Default: every map between two hidden layers.
+    device_options : dict, optional
+        Keyword arguments of the device class (non-idealities such as ``fabrication_error``).
+    layer_options : dict, optional
+        Keyword arguments of :class:`~hybridnet.BlackBoxLayer` (``training``,
+        ``surrogate_rank``, ``zo_samples``, ...).
+    tt_rank : int, optional
+        Make every digital linear map a :class:`~hybridnet.TTLinear` of this rank.
+    seed : int, default=0
+        Seeds the devices and layers (digital initialisation follows torch's global RNG).
+
+    Returns
+    -------
+    torch.nn.Sequential
+
+    Examples
+    --------
+    >>> from hybridnet.network import build_mlp
+    >>> build_mlp(8, 3, (16, 16), physical_layer="mrr")[2].black_box
+    MRRBank(in_features=16, out_features=16, n_params=256)
+    """
+    widths = [n_inputs, *hidden_layer_sizes, n_outputs]
+    n_maps = len(widths) - 1
+    positions = set()
+    if physical_layer is not None:
+        positions = set(default_physical_positions(n_maps) if physical_positions is None
+                        else physical_positions)
+        if not positions:
+            raise ValueError("physical_layer is set but there is no position for it: the "
+                             "default places devices between hidden layers, which needs at "
+                             "least two hidden layers; give physical_positions (0 = input map, "
+                             f"{n_maps - 1} = output map) or more hidden layers")
+        if not positions <= set(range(n_maps)):
+            raise ValueError(f"physical_positions must lie in 0..{n_maps - 1}, "
+                             f"got {sorted(positions)}")
+        if isinstance(physical_layer, BlackBox) and len(positions) > 1:
+            raise ValueError("a physical_layer instance is one device and fits one position, "
+                             f"got {len(positions)} positions; pass a device name instead")
+    layers = []
+    for index, (width_in, width_out) in enumerate(zip(widths, widths[1:], strict=False)):
+        if index in positions:
+            device = make_device(physical_layer, width_in, width_out, device_options,
+                                 seed + index)
+            layers.append(BlackBoxLayer(device, seed=seed + index, **(layer_options or {})))
+        elif tt_rank is not None:
+            layers.append(TTLinear(width_in, width_out, tt_rank))
+        else:
+            layers.append(nn.Linear(width_in, width_out))
+        if index < n_maps - 1:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)

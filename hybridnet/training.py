@@ -1,0 +1,247 @@
+"""One training loop for every estimator, with optional behaviour as callbacks.
+
+:func:`train_epochs` runs epochs of a user-supplied ``step(batch) -> loss`` and records each
+epoch in a :class:`History`. Early stopping, validation scoring and the progress bar are
+:class:`Callback` objects, so the loop has no flags threaded through it.
+
+A step that returns a non-finite loss must not have touched the weights (the estimators check
+the loss before ``backward``); the loop then stops with a ``ConvergenceWarning``, and
+:class:`EarlyStopping` puts back the best weights it saw.
+"""
+
+import copy
+import math
+import time
+import warnings
+
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from .layers import BlackBoxLayer
+
+
+class History(list):
+    """Per-epoch records (dicts), indexable by column like skorch's history.
+
+    Examples
+    --------
+    >>> history = History([{"epoch": 1, "train_loss": 0.5}, {"epoch": 2, "train_loss": 0.3}])
+    >>> history[:, "train_loss"]
+    [0.5, 0.3]
+    >>> history[-1, "epoch"]
+    2
+    """
+
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            rows, column = key
+            selected = super().__getitem__(rows)
+            if isinstance(rows, slice):
+                return [record[column] for record in selected]
+            return selected[column]
+        return super().__getitem__(key)
+
+
+class TrainingState:
+    """What callbacks see and may change: the module, the history and the stop flag.
+
+    Attributes
+    ----------
+    module : torch.nn.Module
+        The network being trained.
+    history : History
+        Records of the finished epochs; callbacks may add keys to ``history[-1]``.
+    stop : bool
+        Set to True to end training after this epoch.
+    diverged : bool
+        True when a step returned a non-finite loss.
+    """
+
+    def __init__(self, module, history):
+        self.module = module
+        self.history = history
+        self.stop = False
+        self.diverged = False
+
+
+class Callback:
+    """Base class of training callbacks; override any of the three hooks."""
+
+    def on_train_begin(self, state):
+        """Called once before the first epoch."""
+
+    def on_epoch_end(self, state):
+        """Called after each epoch, once its record is in ``state.history``."""
+
+    def on_train_end(self, state):
+        """Called once after the last epoch, also after divergence."""
+
+
+class ValidationScore(Callback):
+    """Add ``valid_score`` (higher is better) to each epoch's record.
+
+    Parameters
+    ----------
+    score : callable
+        ``score() -> float``, evaluated with the module in eval mode and without gradients.
+    """
+
+    def __init__(self, score):
+        self.score = score
+
+    def on_epoch_end(self, state):
+        state.module.eval()
+        with torch.no_grad():
+            state.history[-1]["valid_score"] = float(self.score())
+        state.module.train()
+
+
+class EarlyStopping(Callback):
+    """Stop when a monitored quantity stops improving; optionally restore the best weights.
+
+    Parameters
+    ----------
+    monitor : str, default="train_loss"
+        Record key to watch.
+    lower_is_better : bool, default=True
+        Direction of improvement.
+    tol : float, default=1e-4
+        Improvement smaller than this does not count.
+    patience : int, default=10
+        Epochs without improvement before stopping.
+    restore_best : bool, default=False
+        Load the best epoch's weights at the end of training. Weights are always restored
+        after divergence.
+
+    Attributes
+    ----------
+    best_value : float
+        Best monitored value seen.
+    best_epoch : int
+        Epoch (1-based) where it was seen.
+    """
+
+    def __init__(self, monitor="train_loss", lower_is_better=True, tol=1e-4, patience=10,
+                 restore_best=False):
+        self.monitor = monitor
+        self.lower_is_better = lower_is_better
+        self.tol = tol
+        self.patience = patience
+        self.restore_best = restore_best
+
+    def on_train_begin(self, state):
+        self.best_value = math.inf if self.lower_is_better else -math.inf
+        self.best_epoch = 0
+        self._best_state = copy.deepcopy(state.module.state_dict())
+        self._stale = 0
+
+    def on_epoch_end(self, state):
+        value = state.history[-1][self.monitor]
+        gain = self.best_value - value if self.lower_is_better else value - self.best_value
+        if gain > 0:
+            self.best_value = value
+            self.best_epoch = state.history[-1]["epoch"]
+            self._best_state = copy.deepcopy(state.module.state_dict())
+        self._stale = 0 if gain > self.tol else self._stale + 1
+        if self._stale >= self.patience:
+            state.stop = True
+
+    def on_train_end(self, state):
+        if self.restore_best or state.diverged:
+            state.module.load_state_dict(self._best_state)
+
+
+class ProgressBar(Callback):
+    """A tqdm progress bar over epochs showing loss, validation score and device queries.
+
+    Parameters
+    ----------
+    total : int
+        Number of epochs planned.
+    """
+
+    def __init__(self, total):
+        self.total = total
+
+    def on_train_begin(self, state):
+        try:
+            from tqdm.auto import tqdm
+        except ImportError as error:
+            raise ImportError("verbose=True needs tqdm: pip install 'hybridnet[progress]'") \
+                from error
+        self._bar = tqdm(total=self.total, unit="epoch")
+
+    def on_epoch_end(self, state):
+        record = state.history[-1]
+        postfix = {"loss": f"{record['train_loss']:.4g}", "queries": record["device_queries"]}
+        if "valid_score" in record:
+            postfix["valid"] = f"{record['valid_score']:.4g}"
+        self._bar.set_postfix(postfix)
+        self._bar.update()
+
+    def on_train_end(self, state):
+        self._bar.close()
+
+
+def count_device_queries(module):
+    """Total queries served by the devices of every BlackBoxLayer in ``module``."""
+    return sum(layer.black_box.n_queries for layer in module.modules()
+               if isinstance(layer, BlackBoxLayer))
+
+
+def train_epochs(module, step, batches, n_epochs, *, callbacks=(), history=None):
+    """Run up to ``n_epochs`` epochs of ``step`` over ``batches()``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network (put in train mode; callbacks may read or restore its weights).
+    step : callable
+        ``step(batch) -> (loss, weight)``: one optimisation step; ``loss`` a float, ``weight``
+        the batch's total sample weight (for the epoch average). A non-finite loss stops
+        training, so ``step`` must not update the weights when it sees one.
+    batches : callable
+        ``batches()`` returns an iterable of batches for one epoch.
+    n_epochs : int
+        Upper bound on the epochs to run.
+    callbacks : sequence of Callback
+        Run in order after each epoch.
+    history : History, optional
+        Records to append to (continued training); a new one by default.
+
+    Returns
+    -------
+    TrainingState
+    """
+    state = TrainingState(module, History() if history is None else history)
+    first_epoch = len(state.history) + 1
+    module.train()
+    for callback in callbacks:
+        callback.on_train_begin(state)
+    for epoch in range(first_epoch, first_epoch + n_epochs):
+        start = time.perf_counter()
+        total_loss = total_weight = 0.0
+        for batch in batches():
+            loss, weight = step(batch)
+            if not math.isfinite(loss):
+                state.diverged = True
+                break
+            total_loss += loss * weight
+            total_weight += weight
+        if state.diverged:
+            warnings.warn(f"training diverged in epoch {epoch} (non-finite loss); stopped and "
+                          "kept the best weights seen. Try a smaller learning rate.",
+                          ConvergenceWarning, stacklevel=3)
+            break
+        state.history.append({
+            "epoch": epoch, "train_loss": total_loss / max(total_weight, 1e-300),
+            "seconds": time.perf_counter() - start,
+            "device_queries": count_device_queries(module)})
+        for callback in callbacks:
+            callback.on_epoch_end(state)
+        if state.stop:
+            break
+    for callback in callbacks:
+        callback.on_train_end(state)
+    module.eval()
+    return state
