@@ -22,7 +22,7 @@ ensure_env() {
 }
 
 case "${1:-}" in
-    main) shift; ensure_env; exec "$venv/bin/python" examples/digits_mzi.py "$@" ;;
+    main) shift; ensure_env; exec "$venv/bin/python" examples/compare_devices.py "$@" ;;
     test) shift; ensure_env; exec "$venv/bin/python" -m pytest "$@" ;;
     *) echo "usage: bash dev.sh main|test [arguments passed on]" >&2; exit 2 ;;
 esac
