@@ -64,14 +64,22 @@ def detect_linearity(black_box, params, generator, rtol=1e-3):
 
 
 class _BlackBoxFunction(torch.autograd.Function):
-    """Forward: one device query. Backward: surrogate or per-sample input gradient, ZO params."""
+    """Forward: one device query. Backward: surrogate or per-sample input gradient, ZO params.
+
+    The ``vmap`` rule lets ``torch.vmap`` (with ``torch.func.functional_call``) evaluate a
+    network at many parameter points at once: the device then receives every setting in one
+    request instead of one call per point.
+    """
 
     @staticmethod
-    def forward(ctx, x, params, layer):
-        y = layer.black_box(x, params)
+    def forward(x, params, layer):
+        return layer.black_box(x, params)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, params, layer = inputs
         ctx.layer = layer
-        ctx.save_for_backward(x, params, y)
-        return y
+        ctx.save_for_backward(x, params, output)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -83,6 +91,19 @@ class _BlackBoxFunction(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_params = layer._params_gradient(x, params, y, grad_output)
         return grad_x, grad_params, None
+
+    @staticmethod
+    def vmap(info, in_dims, x, params, layer):
+        x_dim, params_dim, _ = in_dims
+        box = layer.black_box
+        if params_dim is None:  # one setting, a stack of batches: one bigger batch
+            x = x.movedim(x_dim, 0)
+            y = box(x.reshape(-1, x.shape[-1]), params)
+            return y.reshape(*x.shape[:-1], box.out_features), 0
+        params = params.movedim(params_dim, 0)
+        if x_dim is not None:
+            x = x.movedim(x_dim, 0)
+        return box(x, params), 0
 
 
 def _check_int(name, value, minimum=1):
@@ -257,7 +278,7 @@ class BlackBoxLayer(nn.Module):
         x = x.reshape(-1, self.in_features)
         if self.training_mode == "digital":
             y = x @ self.weight.T
-        elif self.training_mode == "backprop":
+        elif self.training_mode == "backprop" and torch.is_grad_enabled():
             y = self.black_box(x, self.params)
             if torch.is_grad_enabled() and self.params.requires_grad and not y.requires_grad:
                 raise BlackBoxError(f"{self.black_box.name} returned outputs autograd cannot "

@@ -116,17 +116,17 @@ class BlackBox(nn.Module, abc.ABC):
         torch.Tensor
             (batch, out_features) for one setting, (settings, batch, out_features) otherwise.
         """
+        given_x, given_params = tuple(x.shape), tuple(params.shape)
         single = params.dim() == 1
         params = params.unsqueeze(0) if single else params
         if params.dim() != 2 or params.shape[1] != self.n_params:
             raise ValueError(f"{self.name}: params must have shape (n_params={self.n_params},) or "
-                             f"(settings, {self.n_params}), got {tuple(params.shape)}")
+                             f"(settings, {self.n_params}), got {given_params}")
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(params.shape[0], -1, -1)
         if x.dim() != 3 or x.shape[0] != params.shape[0] or x.shape[2] != self.in_features:
             raise ValueError(f"{self.name}: x must have shape (batch, {self.in_features}) or "
-                             f"({params.shape[0]}, batch, {self.in_features}), "
-                             f"got {tuple(x.shape)}")
+                             f"({params.shape[0]}, batch, {self.in_features}), got {given_x}")
         dtype = torch.promote_types(x.dtype, params.dtype)
         if not dtype.is_floating_point:
             dtype = torch.get_default_dtype()
@@ -143,12 +143,21 @@ class BlackBox(nn.Module, abc.ABC):
         self._check_output(y, (n_settings, batch, self.out_features))
         return y[0] if single else y
 
-    def _check_output(self, y, expected_shape):
+    def _check_output(self, y, expected_shape, shown_shape=None):
+        """Refuse anything but a finite real tensor of ``expected_shape``.
+
+        ``shown_shape`` is the shape to report (what the device itself returned), when the
+        caller has already reshaped its answer.
+        """
         if not isinstance(y, torch.Tensor):
             raise BlackBoxError(f"{self.name} returned {type(y).__name__}, expected a tensor")
+        if y.is_complex():
+            raise BlackBoxError(f"{self.name} returned complex values ({y.dtype}); a black box "
+                                "must return real outputs (take .real or abs()**2 in the device)")
         if tuple(y.shape) != expected_shape:
-            raise BlackBoxError(f"{self.name} returned shape {tuple(y.shape)}, expected "
-                                f"{expected_shape} (settings, batch, out_features)")
+            shown = tuple(y.shape) if shown_shape is None else shown_shape
+            expected = expected_shape if shown_shape is None else expected_shape[1:]
+            raise BlackBoxError(f"{self.name} returned shape {shown}, expected {expected}")
         finite = torch.isfinite(y)
         if not bool(finite.all()):
             n_nan = int(torch.isnan(y).sum())

@@ -57,6 +57,8 @@ class FunctionBlackBox(BlackBox):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if isinstance(init_params, torch.Tensor):
+            init_params = init_params.detach().cpu()
         try:
             init = torch.as_tensor(np.asarray(init_params, dtype=np.float64)).flatten()
         except (TypeError, ValueError) as error:
@@ -86,19 +88,26 @@ class FunctionBlackBox(BlackBox):
         return self.fn(x, params)
 
     def _as_tensor(self, y, like):
-        if isinstance(y, torch.Tensor):
-            return y.to(dtype=like.dtype, device=like.device)
-        try:
-            array = np.asarray(y, dtype=np.float64)
-        except (TypeError, ValueError) as error:
-            raise BlackBoxError(f"{self.name} returned {type(y).__name__}, which is not a "
-                                "numeric array") from error
-        return torch.as_tensor(array, dtype=like.dtype, device=like.device)
+        """The device's answer as a real tensor like ``like``; refuse what cannot be one."""
+        if not isinstance(y, torch.Tensor):
+            try:
+                y = torch.as_tensor(np.asarray(y))
+            except (TypeError, ValueError, RuntimeError) as error:
+                raise BlackBoxError(f"{self.name} returned {type(y).__name__}, which is not a "
+                                    "numeric array") from error
+        if y.is_complex():
+            self._check_output(y, ())
+        if not (y.dtype.is_floating_point or y.dtype in (torch.int32, torch.int64, torch.bool,
+                                                          torch.int16, torch.int8, torch.uint8)):
+            raise BlackBoxError(f"{self.name} returned values of type {y.dtype}, which are not "
+                                "numbers")
+        return y.to(dtype=like.dtype, device=like.device)
 
     def _query(self, x, params):
         if self.batched:
             return self._as_tensor(self._call(x, params), x)
         outputs = [self._as_tensor(self._call(x[k], params[k]), x) for k in range(len(params))]
         for y in outputs:
-            self._check_output(y.unsqueeze(0), (1, x.shape[1], self.out_features))
+            self._check_output(y.unsqueeze(0), (1, x.shape[1], self.out_features),
+                               shown_shape=tuple(y.shape))
         return torch.stack(outputs)

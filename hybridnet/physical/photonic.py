@@ -19,6 +19,7 @@ Quantization uses a straight-through estimator so that the digital-twin baseline
 
 import abc
 import math
+import numbers
 
 import torch
 
@@ -27,8 +28,9 @@ from .base import BlackBox
 
 
 def _check_nonnegative(name, value):
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0 <= value < math.inf):
+        raise ValueError(f"{name} must be a finite non-negative number, got {value!r}")
     return float(value)
 
 
