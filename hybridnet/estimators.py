@@ -31,10 +31,12 @@ from torch import nn
 
 from .layers import split_parameters
 from .network import ACTIVATIONS, DEVICES, build_mlp
+from .optim import BatchedLoss, PlateauSwitch, ZerothOrderOptimizer
 from .physical import BlackBox, BlackBoxError
 from .training import (
     EarlyStopping,
     History,
+    Monitor,
     ProgressBar,
     ValidationScore,
     count_device_queries,
@@ -42,7 +44,12 @@ from .training import (
 )
 from .zeroth_order import ESTIMATORS
 
-TRAININGS = ("surrogate", "backprop")
+TRAININGS = ("surrogate", "backprop", "bp_free")
+# "hybrid" (signRGE, then CGE on a plateau) trains whole networks, so only with bp_free.
+BP_FREE_ESTIMATORS = (*ESTIMATORS, "hybrid")
+# The CGE phase of the hybrid schedule: a smaller step, half the coordinates per step.
+HYBRID_CGE_LR_FACTOR = 0.2
+HYBRID_CGE_SKIP = 0.5
 
 
 def _check_choice(name, value, choices):
@@ -119,7 +126,8 @@ class _BaseHybridNet(BaseEstimator):
         if not (self.physical_layer is None or isinstance(self.physical_layer, BlackBox)):
             _check_choice("physical_layer", self.physical_layer, DEVICES)
         _check_choice("training", self.training, TRAININGS)
-        _check_choice("zo_estimator", self.zo_estimator, ESTIMATORS)
+        _check_choice("zo_estimator", self.zo_estimator,
+                      BP_FREE_ESTIMATORS if self.training == "bp_free" else ESTIMATORS)
         for name in ("surrogate_rank", "surrogate_probes", "surrogate_rebuild_every", "tt_rank"):
             _check_number(name, getattr(self, name), integer=True, low=1, allow_none=True)
         _check_number("zo_samples", self.zo_samples, integer=True, low=1)
@@ -150,10 +158,13 @@ class _BaseHybridNet(BaseEstimator):
         rank = self.surrogate_rank
         if rank is None:
             rank = max(1, min(hidden_sizes) // 2)
-        return dict(training=self.training, surrogate_rank=rank,
+        # bp_free never differentiates, so its devices are simply queried (no surrogate is built)
+        training = "surrogate" if self.training == "bp_free" else self.training
+        zo_estimator = "rge" if self.zo_estimator == "hybrid" else self.zo_estimator
+        return dict(training=training, surrogate_rank=rank,
                     surrogate_probes=self.surrogate_probes,
                     surrogate_rebuild_every=self.surrogate_rebuild_every,
-                    zo_estimator=self.zo_estimator, zo_samples=self.zo_samples,
+                    zo_estimator=zo_estimator, zo_samples=self.zo_samples,
                     zo_smoothing=float(self.zo_smoothing))
 
     def _build_module(self, n_inputs, n_outputs, hidden_sizes, seed):
@@ -184,7 +195,12 @@ class _BaseHybridNet(BaseEstimator):
         groups = [{"params": digital, "lr": self.learning_rate}]
         if device:
             groups.append({"params": device, "lr": self.device_learning_rate})
-        return torch.optim.Adam(groups)
+        if self.training != "bp_free":
+            return torch.optim.Adam(groups)
+        estimator = "sign_rge" if self.zo_estimator == "hybrid" else self.zo_estimator
+        return ZerothOrderOptimizer(groups, estimator=estimator, n_samples=self.zo_samples,
+                                    smoothing=float(self.zo_smoothing), update="adam",
+                                    chunk_size=512, seed=self._seed)
 
     def _initialize(self, X, n_outputs):
         hidden_sizes, self._device = self._validate_hyperparameters()
@@ -198,30 +214,52 @@ class _BaseHybridNet(BaseEstimator):
         self._batch_generator = torch.Generator().manual_seed(self._seed)
         self.history_ = History()
         self.n_device_queries_ = 0
+        self._switch = None
+        if self.zo_estimator == "hybrid" and self.training == "bp_free":
+            self._switch = PlateauSwitch(
+                self._optimizer, patience=max(1, self.n_iter_no_change // 4),
+                lr_factor=HYBRID_CGE_LR_FACTOR, coordinate_skip=HYBRID_CGE_SKIP)
 
-    def _run(self, X, y, sample_weight, n_epochs, *, validation=None, schedule=False):
-        """Train for up to n_epochs; keep the fitted attributes in step even if a device fails."""
-        X_t, y_t, w_t = self._tensors(X, y, sample_weight)
-        loss_fn = self._loss
+    def _weighted_loss(self, output, targets, weights):
+        # clamp: a batch whose weights are all zero has loss 0, not NaN
+        return (self._loss(output, targets) * weights).sum() / weights.sum().clamp_min(1e-12)
+
+    def _first_order_step(self, X_t, y_t, w_t, scheduler):
         optimizer = self._optimizer
-        scheduler = None
-        if schedule:
-            steps = n_epochs * -(-len(X_t) // self.batch_size)
-            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
 
         def step(batch):
             optimizer.zero_grad()
-            weights = w_t[batch]
-            # clamp: a batch whose weights are all zero has loss 0, not NaN
-            loss = (loss_fn(self.module_(X_t[batch]), y_t[batch]) * weights).sum() / \
-                weights.sum().clamp_min(1e-12)
+            loss = self._weighted_loss(self.module_(X_t[batch]), y_t[batch], w_t[batch])
             if not torch.isfinite(loss):
                 return loss.item(), 0.0
             loss.backward()
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            return loss.item(), weights.sum().item()
+            return loss.item(), w_t[batch].sum().item()
+
+        return step
+
+    def _bp_free_step(self, X_t, y_t, w_t):
+        def step(batch):
+            closure = BatchedLoss(self.module_, self._weighted_loss, X_t[batch], y_t[batch],
+                                  w_t[batch])
+            return self._optimizer.step(closure).item(), w_t[batch].sum().item()
+
+        return step
+
+    def _run(self, X, y, sample_weight, n_epochs, *, validation=None, schedule=False):
+        """Train for up to n_epochs; keep the fitted attributes in step even if a device fails."""
+        X_t, y_t, w_t = self._tensors(X, y, sample_weight)
+        if self.training == "bp_free":
+            # Constant step sizes: the hybrid schedule changes them itself when it switches.
+            step = self._bp_free_step(X_t, y_t, w_t)
+        else:
+            scheduler = None
+            if schedule:
+                steps = n_epochs * -(-len(X_t) // self.batch_size)
+                scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self._optimizer, steps)
+            step = self._first_order_step(X_t, y_t, w_t, scheduler)
 
         def batches():
             order = torch.randperm(len(X_t), generator=self._batch_generator)
@@ -236,6 +274,9 @@ class _BaseHybridNet(BaseEstimator):
         else:
             callbacks.append(EarlyStopping("train_loss", tol=self.tol,
                                            patience=self.n_iter_no_change))
+        if self._switch is not None:
+            monitor = ("valid_score", -1.0) if validation is not None else ("train_loss", 1.0)
+            callbacks.append(Monitor(self._switch.step, *monitor))
         if self.verbose:
             callbacks.append(ProgressBar(n_epochs))
         queries_before = count_device_queries(self.module_)
@@ -257,6 +298,9 @@ class _BaseHybridNet(BaseEstimator):
         scores = [r["valid_score"] for r in history if "valid_score" in r]
         self.validation_scores_ = scores if scores else None
         self.n_device_queries_ += count_device_queries(self.module_) - queries_before
+        if self.training == "bp_free":
+            self.n_loss_evaluations_ = self._optimizer.n_evaluations
+            self.switched_at_ = None if self._switch is None else self._switch.switched_at
         self.fit_time_ = time.perf_counter() - start
 
     def _fit(self, X, y, sample_weight, *, incremental=False):

@@ -96,6 +96,28 @@ class ValidationScore(Callback):
         state.module.train()
 
 
+class Monitor(Callback):
+    """Pass one record value to ``fn`` after each epoch (for plateau-driven schedules).
+
+    Parameters
+    ----------
+    fn : callable
+        Receives ``sign * record[key]``, for example ``scheduler.step``.
+    key : str
+        Record key.
+    sign : float, default=1
+        -1 turns a score (higher is better) into a loss.
+    """
+
+    def __init__(self, fn, key, sign=1.0):
+        self.fn = fn
+        self.key = key
+        self.sign = sign
+
+    def on_epoch_end(self, state):
+        self.fn(self.sign * state.history[-1][self.key])
+
+
 class EarlyStopping(Callback):
     """Stop when a monitored quantity stops improving; optionally restore the best weights.
 

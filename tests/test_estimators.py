@@ -30,10 +30,20 @@ SAMPLE_WEIGHT_REASON = ("minibatch stochastic training: weighting a sample equal
                         "only in expectation, not to 1e-7")
 EXPECTED_FAILURES = {
     "check_sample_weight_equivalence_on_dense_data": SAMPLE_WEIGHT_REASON,
+    # The networks (and the devices they simulate) compute in float32, whose BLAS kernels
+    # round differently for different batch sizes: a row's output can move by ~1e-7 when it is
+    # predicted in a smaller batch, above the check's rtol of 1e-7 (it fails by chance).
+    "check_methods_subset_invariance": "float32 BLAS rounding depends on the batch size",
+    "check_methods_sample_order_invariance": "float32 BLAS rounding depends on the batch size",
 }
 
 
-@parametrize_with_checks([HybridNetClassifier(**SMALL), HybridNetRegressor(**SMALL)],
+BP_FREE = {**SMALL, "training": "bp_free", "zo_estimator": "central_rge", "zo_samples": 20,
+           "learning_rate": 1e-2}
+
+
+@parametrize_with_checks([HybridNetClassifier(**SMALL), HybridNetRegressor(**SMALL),
+                          HybridNetClassifier(**BP_FREE), HybridNetRegressor(**BP_FREE)],
                          expected_failed_checks=lambda estimator: EXPECTED_FAILURES)
 def test_sklearn_conformance(estimator, check):
     with warnings.catch_warnings():

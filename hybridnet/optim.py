@@ -1,0 +1,304 @@
+"""Zeroth-order optimizers: train any ``nn.Module`` from loss values alone, no back-propagation.
+
+:class:`ZerothOrderOptimizer` is a ``torch.optim.Optimizer`` driven by a closure, as
+``torch.optim.LBFGS`` is; it never calls ``backward`` and never writes ``.grad``. Its gradient is
+:func:`hybridnet.zeroth_order.zo_gradient` over all its parameters at once (RGE with Gaussian,
+sphere or Rademacher directions, forward or central differences, signRGE, CGE with coordinate
+sampling), followed by an SGD-with-momentum or Adam update.
+
+The closure decides how the perturbed losses are evaluated:
+
+- a plain callable ``closure() -> loss`` is evaluated once per perturbation, with the parameters
+  overwritten in place (works for any model);
+- a :class:`BatchedLoss` evaluates all perturbations of a step in one ``torch.vmap`` over
+  ``torch.func.functional_call``; :class:`~hybridnet.BlackBoxLayer` devices in the model then
+  receive every parameter setting in a single request.
+
+:class:`PlateauSwitch` implements the hybrid schedule of the tensor-train BP-free paper: signRGE
+for coarse training, then CGE once the monitored loss stops improving.
+"""
+
+import math
+
+import torch
+from torch.func import functional_call
+
+from ._random import make_generator
+from .zeroth_order import DISTRIBUTIONS, ESTIMATORS, zo_gradient
+
+UPDATES = ("sgd", "adam")
+
+
+class BatchedLoss:
+    """A loss closure that can also evaluate many parameter points in one vectorised call.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The model.
+    loss_fn : callable
+        ``loss_fn(output, *targets) -> scalar tensor``.
+    inputs : torch.Tensor or tuple of torch.Tensor
+        Positional inputs of ``module``.
+    *targets
+        Extra arguments passed to ``loss_fn`` after the output.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.optim import BatchedLoss
+    >>> model = torch.nn.Linear(3, 1)
+    >>> closure = BatchedLoss(model, lambda out, y: (out - y).square().mean(),
+    ...                       torch.ones(4, 3), torch.zeros(4, 1))
+    >>> stacked = {model.weight: torch.zeros(5, 1, 3), model.bias: torch.arange(5.0)[:, None]}
+    >>> closure.evaluate_batch(stacked)
+    tensor([ 0.,  1.,  4.,  9., 16.])
+    """
+
+    def __init__(self, module, loss_fn, inputs, *targets):
+        self.module = module
+        self.loss_fn = loss_fn
+        self.inputs = inputs if isinstance(inputs, tuple) else (inputs,)
+        self.targets = targets
+        self._names = {id(p): name for name, p in module.named_parameters()}
+
+    def __call__(self):
+        """The loss at the module's current parameters."""
+        return self.loss_fn(self.module(*self.inputs), *self.targets)
+
+    def evaluate_batch(self, stacked):
+        """Losses at P points: ``stacked`` maps parameters to (P, *shape) tensors; returns (P,)."""
+        try:
+            named = {self._names[id(p)]: value for p, value in stacked.items()}
+        except KeyError as error:
+            raise ValueError("the optimizer holds a parameter that is not in the module of "
+                             "this BatchedLoss") from error
+
+        def loss_at(params):
+            return self.loss_fn(functional_call(self.module, params, self.inputs), *self.targets)
+
+        return torch.vmap(loss_at)(named)
+
+
+class ZerothOrderOptimizer(torch.optim.Optimizer):
+    """Optimise parameters from loss values alone.
+
+    Parameters
+    ----------
+    params : iterable of torch.Tensor or dict
+        Parameters or parameter groups (each group may set its own ``lr``).
+    lr : float, default=1e-3
+        Learning rate.
+    estimator : {"rge", "central_rge", "sign_rge", "cge"}, default="central_rge"
+        Gradient estimator (see :mod:`hybridnet.zeroth_order`); "sign_rge" steps by the sign.
+    n_samples : int, default=10
+        Random directions per step (RGE estimators).
+    smoothing : float, default=1e-3
+        Finite-difference step.
+    distribution : {"gaussian", "sphere", "rademacher"}, default="gaussian"
+        Law of the directions.
+    coordinate_skip : float, default=0
+        CGE: probability of skipping each coordinate in a step.
+    momentum : float, default=0
+        Heavy-ball momentum ``m <- momentum m + g`` of the "sgd" update.
+    update : {"sgd", "adam"}, default="sgd"
+        How the estimate moves the parameters.
+    betas : tuple of float, default=(0.9, 0.999)
+        Adam's averaging constants.
+    chunk_size : int, optional
+        Evaluate at most this many perturbed points per vectorised call (bounds memory).
+    seed : int, optional
+        Seed of the directions; None draws one from torch's global RNG.
+
+    Attributes
+    ----------
+    n_evaluations : int
+        Loss evaluations (points) spent so far.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.optim import BatchedLoss, ZerothOrderOptimizer
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> model = torch.nn.Linear(2, 1)
+    >>> x, y = torch.randn(64, 2), torch.randn(64, 1)
+    >>> optimizer = ZerothOrderOptimizer(model.parameters(), lr=0.05, n_samples=20, seed=0)
+    >>> closure = BatchedLoss(model, torch.nn.functional.mse_loss, x, y)
+    >>> first = optimizer.step(closure)
+    >>> for _ in range(200):
+    ...     last = optimizer.step(closure)
+    >>> bool(last < first), model.weight.grad is None
+    (True, True)
+    """
+
+    def __init__(self, params, lr=1e-3, *, estimator="central_rge", n_samples=10,
+                 smoothing=1e-3, distribution="gaussian", coordinate_skip=0.0, momentum=0.0,
+                 update="sgd", betas=(0.9, 0.999), chunk_size=None, seed=None):
+        if not (isinstance(lr, int | float) and lr > 0):
+            raise ValueError(f"lr must be a positive number, got {lr!r}")
+        for name, value, allowed in (("estimator", estimator, ESTIMATORS),
+                                     ("distribution", distribution, DISTRIBUTIONS),
+                                     ("update", update, UPDATES)):
+            if value not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+            raise ValueError(f"n_samples must be an int >= 1, got {n_samples!r}")
+        if not (isinstance(smoothing, int | float) and smoothing > 0):
+            raise ValueError(f"smoothing must be a positive number, got {smoothing!r}")
+        if not 0 <= coordinate_skip < 1:
+            raise ValueError(f"coordinate_skip must lie in [0, 1), got {coordinate_skip!r}")
+        if not 0 <= momentum < 1:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
+        defaults = dict(lr=lr, estimator=estimator, n_samples=n_samples, smoothing=smoothing,
+                        distribution=distribution, coordinate_skip=coordinate_skip,
+                        momentum=momentum, update=update, betas=betas)
+        super().__init__(params, defaults)
+        self.chunk_size = chunk_size
+        self.generator = make_generator(seed)
+        self.n_evaluations = 0
+
+    def switch(self, **settings):
+        """Change estimator settings (and ``lr``) of every group, e.g. signRGE -> CGE.
+
+        Momentum and Adam statistics are reset, since they describe the previous estimator.
+        """
+        for group in self.param_groups:
+            group.update(settings)
+        self.state.clear()
+
+    def _parameters(self):
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def _loss_function(self, closure, params):
+        shapes = [p.shape for p in params]
+        sizes = [p.numel() for p in params]
+        if hasattr(closure, "evaluate_batch"):
+            def losses(points):
+                pieces = points.split(sizes, dim=1)
+                stacked = {p: piece.reshape(len(points), *shape)
+                           for p, piece, shape in zip(params, pieces, shapes, strict=True)}
+                return closure.evaluate_batch(stacked)
+            return losses
+
+        def losses(points):
+            saved = [p.detach().clone() for p in params]
+            values = []
+            try:
+                for point in points:
+                    for p, piece in zip(params, point.split(sizes), strict=True):
+                        p.copy_(piece.reshape(p.shape))
+                    values.append(torch.as_tensor(closure()).reshape(()))
+            finally:
+                for p, old in zip(params, saved, strict=True):
+                    p.copy_(old)
+            return torch.stack(values)
+        return losses
+
+    @torch.no_grad()
+    def step(self, closure):
+        """One zeroth-order step.
+
+        Parameters
+        ----------
+        closure : callable or BatchedLoss
+            Returns the loss at the current parameters (see the module docstring).
+
+        Returns
+        -------
+        torch.Tensor
+            The loss at the parameters before the step (estimated from the symmetric pairs
+            for central estimators).
+        """
+        params = self._parameters()
+        group = self.param_groups[0]
+        point = torch.cat([p.detach().reshape(-1) for p in params])
+        estimate = zo_gradient(self._loss_function(closure, params), point,
+                               estimator=group["estimator"], n_samples=group["n_samples"],
+                               smoothing=group["smoothing"], distribution=group["distribution"],
+                               generator=self.generator,
+                               coordinate_skip=group["coordinate_skip"],
+                               chunk_size=self.chunk_size)
+        if not bool(torch.isfinite(estimate.gradient).all()):
+            return torch.full((), math.nan)  # never apply a poisoned step
+        self.n_evaluations += estimate.n_evaluations
+        offset = 0
+        for group in self.param_groups:
+            for p in group["params"]:
+                gradient = estimate.gradient[offset:offset + p.numel()].reshape(p.shape)
+                offset += p.numel()
+                p.add_(self._direction(p, gradient, group), alpha=-group["lr"])
+        return estimate.value
+
+    def _direction(self, p, gradient, group):
+        if group["estimator"] == "sign_rge":
+            return gradient
+        state = self.state[p]
+        if group["update"] == "sgd":
+            if not group["momentum"]:
+                return gradient
+            buffer = state.setdefault("momentum_buffer", torch.zeros_like(p))
+            return buffer.mul_(group["momentum"]).add_(gradient)
+        beta1, beta2 = group["betas"]
+        state["step"] = state.get("step", 0) + 1
+        mean = state.setdefault("exp_avg", torch.zeros_like(p)).lerp_(gradient, 1 - beta1)
+        square = state.setdefault("exp_avg_sq", torch.zeros_like(p))
+        square.mul_(beta2).addcmul_(gradient, gradient, value=1 - beta2)
+        corrected_mean = mean / (1 - beta1 ** state["step"])
+        corrected_square = square / (1 - beta2 ** state["step"])
+        return corrected_mean / (corrected_square.sqrt() + 1e-8)
+
+
+class PlateauSwitch:
+    """Switch a ZerothOrderOptimizer's estimator once a monitored loss plateaus.
+
+    The hybrid schedule: signRGE moves fast while estimates are noisy; CGE fine-tunes once
+    progress stalls. Call :meth:`step` with the monitored loss once per epoch, as with
+    ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
+
+    Parameters
+    ----------
+    optimizer : ZerothOrderOptimizer
+        The optimizer to switch.
+    patience : int, default=2
+        Epochs without an improvement larger than ``threshold`` (relative) before switching.
+    threshold : float, default=1e-3
+        Relative improvement that counts.
+    lr_factor : float, default=1
+        Multiplies every group's learning rate at the switch.
+    **settings
+        What to switch to (see :meth:`ZerothOrderOptimizer.switch`); default
+        ``estimator="cge"``.
+
+    Attributes
+    ----------
+    switched_at : int or None
+        The epoch (count of ``step`` calls) at which the switch happened.
+    """
+
+    def __init__(self, optimizer, patience=2, threshold=1e-3, lr_factor=1.0, **settings):
+        self.optimizer = optimizer
+        self.patience = patience
+        self.threshold = threshold
+        self.lr_factor = lr_factor
+        self.settings = {"estimator": "cge", **settings}
+        self.best = math.inf
+        self.stale = 0
+        self.epochs = 0
+        self.switched_at = None
+
+    def step(self, metric):
+        """Record one epoch's monitored loss; switch when it has plateaued."""
+        self.epochs += 1
+        if self.switched_at is not None:
+            return
+        if metric < self.best * (1 - self.threshold):
+            self.best = metric
+            self.stale = 0
+        else:
+            self.stale += 1
+        if self.stale >= self.patience:
+            for group in self.optimizer.param_groups:
+                group["lr"] *= self.lr_factor
+            self.optimizer.switch(**self.settings)
+            self.switched_at = self.epochs
