@@ -326,18 +326,18 @@ def tt_matmul(cores, x):
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x)
         raise ValueError(f"x must be a tensor of shape (batch, {n_in}), got {shape}")
     batch = x.shape[0]
-    # State (B * n_1..n_{k-1}, n_k * r_k, m_{k+1}..m_d), contiguous. Going right to left, the
-    # contracted pair (n_k, r_k) sits in the middle and core k, read as an
-    # (r_{k-1} m_k) x (n_k r_k) matrix without any copy, multiplies it from the left; the product
-    # (B n_1..n_{k-1}, r_{k-1} m_k, m_{k+1}..m_d) is already laid out for core k - 1, so no step
-    # needs a permutation.
+    # Going right to left, the state holds (B n_1..n_{k-1}, n_k r_k, m_{k+1}..m_d). Each core is
+    # one GEMM with the contracted pair (n_k r_k) last: (B n_1..n_{k-1} m_{k+1}..m_d, n_k r_k)
+    # times core k read as (r_{k-1} m_k, n_k r_k) transposed. One large GEMM per core beats many
+    # small batched products, above all under torch.vmap (zeroth-order training).
     state = x
     n_front, m_back = n_in, 1
     for core in reversed(cores):
         r_prev, m, n, r = core.shape
         n_front //= n
-        state = state.reshape(batch * n_front, n * r, m_back)
-        state = torch.matmul(core.reshape(r_prev * m, n * r), state)
+        rows = state.reshape(batch * n_front, n * r, m_back).transpose(1, 2).reshape(-1, n * r)
+        product = rows @ core.reshape(r_prev * m, n * r).T
+        state = product.reshape(batch * n_front, m_back, r_prev * m).transpose(1, 2)
         m_back *= m
     return state.reshape(batch, m_back)
 
