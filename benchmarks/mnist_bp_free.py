@@ -1,4 +1,4 @@
-"""Seed 002 on the full MNIST: why tensor-train compression makes back-propagation-free training work.
+"""Seed 002 on the full MNIST: why TT compression makes back-propagation-free training work.
 
 The 784-1024-10 network (ReLU) of the seed, trained four ways:
 

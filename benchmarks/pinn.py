@@ -1,0 +1,170 @@
+"""PINNSolver on the built-in problems with four training set-ups, and DeepXDE on Poisson.
+
+For each problem (Poisson 2-D, heat 1-D, Burgers 1-D, Black-Scholes, HJB 20-D) and each of
+
+- autograd derivatives + first-order (Adam),
+- Stein derivatives + first-order,
+- sparse-grid derivatives + first-order,
+- sparse-grid derivatives + back-propagation-free, TT layers,
+
+reports the relative L2 error against the reference solution (10,000 uniform points), network
+evaluations, wall time and trainable parameters; for HJB also the relative error of the learned
+part ``N`` against its exact value 1, since the known part ``sum x_i + 1 - t`` dominates u. With
+DeepXDE installed (``pip install deepxde``, PyTorch back end) it also trains DeepXDE on the same
+Poisson problem with the same network, optimiser, learning rate and step count.
+
+Usage::
+
+    python benchmarks/pinn.py [--steps-scale 1.0] [--problems poisson heat ...] [--no-deepxde]
+
+Step counts per problem are in ``PROBLEMS``; ``--steps-scale`` multiplies them. Writes
+``pinn.json`` / ``pinn.md`` under ``benchmarks/results/``.
+"""
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+import torch
+
+from hybridnet import PINNSolver
+from hybridnet.pinn import problems
+
+# problem -> (factory, network options, first-order steps, bp-free steps, collocation points)
+PROBLEMS = {
+    "poisson": (lambda: problems.poisson_2d(), dict(hidden_layer_sizes=(64, 64)), 3000, 3000,
+                256),
+    "heat": (lambda: problems.heat_1d(), dict(hidden_layer_sizes=(64, 64)), 3000, 3000, 256),
+    "burgers": (lambda: problems.burgers_1d(), dict(hidden_layer_sizes=(64, 64)), 3000, 3000,
+                256),
+    "black_scholes": (lambda: problems.black_scholes(), dict(hidden_layer_sizes=(64, 64)),
+                      3000, 3000, 256),
+    "hjb": (lambda: problems.hjb(20), dict(hidden_layer_sizes=(128, 128), activation="sin"),
+            1000, 300, 100),
+}
+SETUPS = {
+    "autograd + first-order": dict(derivatives="autograd"),
+    "Stein + first-order": dict(derivatives="stein", stein_samples=64),
+    "sparse grid + first-order": dict(derivatives="sparse_grid"),
+    "sparse grid + BP-free, TT": dict(derivatives="sparse_grid", training="bp_free", tt_rank=4,
+                                      zo_estimator="central_rge", zo_samples=10),
+}
+
+
+def hjb_learned_part_error(solver):
+    """Relative L2 error of N against its exact value 1 (u = sum x + (1 - t) N)."""
+    pde = solver.pde
+    X = pde.domain.sample_interior(10000, torch.Generator().manual_seed(12345),
+                                   torch.float64).numpy()
+    X = X[X[:, -1] < 0.99]  # N is undetermined where (1 - t) vanishes
+    learned = (solver.predict(X) - X[:, :-1].sum(axis=1)) / (1 - X[:, -1])
+    return float(np.linalg.norm(learned - 1) / np.sqrt(len(learned)))
+
+
+def run_hybridnet(name, setup, scale):
+    factory, network, first_order_steps, bp_free_steps, n_collocation = PROBLEMS[name]
+    options = SETUPS[setup]
+    bp_free = options.get("training") == "bp_free"
+    steps = max(1, int((bp_free_steps if bp_free else first_order_steps) * scale))
+    solver = PINNSolver(factory(), max_iter=steps, n_collocation=n_collocation,
+                        n_boundary=128, learning_rate=3e-3, random_state=0,
+                        **network, **options)
+    start = time.perf_counter()
+    solver.fit()
+    row = {"problem": name, "setup": setup, "steps": steps,
+           "relative_l2": solver.relative_l2_error(),
+           "network_evaluations": solver.n_network_evaluations_,
+           "seconds": time.perf_counter() - start,
+           "parameters": sum(p.numel() for p in solver.module_.parameters())}
+    if name == "hjb":
+        row["learned_part_error"] = hjb_learned_part_error(solver)
+    return row
+
+
+def run_deepxde(steps):
+    """DeepXDE's PyTorch back end on the same Poisson problem, network and optimiser."""
+    os.environ.setdefault("DDE_BACKEND", "pytorch")
+    try:
+        import deepxde as dde
+    except ImportError:
+        print("DeepXDE is not installed: pip install deepxde (comparison skipped)", flush=True)
+        return None
+    dde.config.set_random_seed(0)
+    pi = math.pi
+
+    def pde(x, u):
+        laplacian = dde.grad.hessian(u, x, i=0, j=0) + dde.grad.hessian(u, x, i=1, j=1)
+        return laplacian + 2 * pi**2 * torch.sin(pi * x[:, 0:1]) * torch.sin(pi * x[:, 1:2])
+
+    def solution(x):
+        return np.sin(pi * x[:, 0:1]) * np.sin(pi * x[:, 1:2])
+
+    geometry = dde.geometry.Rectangle([0, 0], [1, 1])
+    condition = dde.icbc.DirichletBC(geometry, lambda x: 0, lambda _, on_boundary: on_boundary)
+    # Same budget of points per step as PINNSolver (256 interior, 128 boundary), resampled
+    # every step as PINNSolver does.
+    data = dde.data.PDE(geometry, pde, condition, num_domain=256, num_boundary=128,
+                        solution=solution, num_test=10000, train_distribution="uniform")
+    net = dde.nn.FNN([2, 64, 64, 1], "tanh", "Glorot normal")
+    model = dde.Model(data, net)
+    model.compile("adam", lr=3e-3, decay=("step", 1, (1 / 20) ** (1 / steps)))
+    resampler = dde.callbacks.PDEPointResampler(period=1)
+    start = time.perf_counter()
+    model.train(iterations=steps, callbacks=[resampler], display_every=steps)
+    seconds = time.perf_counter() - start
+    X = problems.poisson_2d().domain.sample_interior(
+        10000, torch.Generator().manual_seed(12345), torch.float64).numpy()
+    predicted = model.predict(X).ravel()
+    exact = solution(X).ravel()
+    return {"problem": "poisson", "setup": "DeepXDE (autograd + Adam)", "steps": steps,
+            "relative_l2": float(np.linalg.norm(predicted - exact) / np.linalg.norm(exact)),
+            "network_evaluations": steps * (256 + 128), "seconds": seconds,
+            "parameters": sum(p.numel() for p in net.parameters())}
+
+
+def table(rows):
+    lines = ["| problem | set-up | steps | relative L2 | learned-part error | network "
+             "evaluations | seconds | parameters |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        learned = f"{row['learned_part_error']:.2e}" if "learned_part_error" in row else "-"
+        lines.append(f"| {row['problem']} | {row['setup']} | {row['steps']} | "
+                     f"{row['relative_l2']:.2e} | {learned} | {row['network_evaluations']:,} | "
+                     f"{row['seconds']:.0f} | {row['parameters']:,} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
+    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--steps-scale", type=float, default=1.0)
+    parser.add_argument("--no-deepxde", action="store_true")
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    rows = []
+    for name in args.problems:
+        for setup in args.setups:
+            rows.append(run_hybridnet(name, setup, args.steps_scale))
+            print(json.dumps(rows[-1]), flush=True)
+        if name == "poisson" and not args.no_deepxde:
+            row = run_deepxde(max(1, int(PROBLEMS["poisson"][2] * args.steps_scale)))
+            if row is not None:
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "pinn.json").write_text(json.dumps(rows, indent=1))
+    command = "python benchmarks/pinn.py " + " ".join(argv or sys.argv[1:])
+    (out / "pinn.md").write_text(f"# PINN benchmark\n\nCommand: `{command.strip()}`\n\n"
+                                 + table(rows) + "\n")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

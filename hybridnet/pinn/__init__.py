@@ -1,0 +1,18 @@
+"""Physics-informed networks: domains, conditions, problems and derivative back ends.
+
+A problem is composed from separate pieces, as in DeepXDE: a :class:`Box` domain, conditions
+(:class:`DirichletBC`, :class:`NeumannBC`, :class:`InitialCondition`,
+:class:`TerminalCondition`), and a :class:`PDE` with its residual; :class:`~hybridnet.PINNSolver`
+trains a network on it with a derivative back end of :mod:`hybridnet.pinn.derivatives`.
+Built-in problems live in :mod:`hybridnet.pinn.problems`.
+"""
+
+from . import problems
+from .conditions import Condition, DirichletBC, InitialCondition, NeumannBC, TerminalCondition
+from .derivatives import Derivatives
+from .domain import Box
+from .problem import PDE
+from .solver import PINNSolver
+
+__all__ = ["PDE", "Box", "Condition", "Derivatives", "DirichletBC", "InitialCondition",
+           "NeumannBC", "PINNSolver", "TerminalCondition", "problems"]

@@ -1,0 +1,166 @@
+"""Boundary, initial and terminal conditions of a PDE problem.
+
+Each condition draws its own points from the domain and returns a residual there; the solver
+adds ``weight * mean(residual^2)`` to the loss. ``value`` is a number or a callable of the
+points x (n x D tensor) returning n values.
+"""
+
+import numbers
+
+import torch
+
+
+def _as_values(value, x):
+    if callable(value):
+        out = value(x)
+        out = torch.as_tensor(out, dtype=x.dtype, device=x.device)
+        if out.shape != (x.shape[0],):
+            raise ValueError(f"a condition's value(x) must return shape ({x.shape[0]},), "
+                             f"got {tuple(out.shape)}")
+        return out
+    return torch.full((x.shape[0],), float(value), dtype=x.dtype, device=x.device)
+
+
+class Condition:
+    """Base class: where the condition holds, and its residual there.
+
+    Parameters
+    ----------
+    value : float or callable
+        Prescribed value, a number or ``value(x) -> (n,)``.
+    weight : float, default=1.0
+        Weight of the condition's mean squared residual in the loss.
+
+    Attributes
+    ----------
+    needs_derivatives : bool
+        Whether the residual uses derivatives (Neumann) or only values.
+    """
+
+    needs_derivatives = False
+
+    def __init__(self, value, weight=1.0):
+        if not (callable(value) or isinstance(value, numbers.Real)):
+            raise TypeError(f"{type(self).__name__} value must be a number or a callable of x, "
+                            f"got {type(value).__name__}")
+        if not (isinstance(weight, numbers.Real) and weight >= 0):
+            raise ValueError(f"{type(self).__name__} weight must be a non-negative number, "
+                             f"got {weight!r}")
+        self.value = value
+        self.weight = float(weight)
+
+    def check_domain(self, domain):
+        """Raise a clear error when the condition cannot live on ``domain``."""
+
+    def sample(self, domain, n, generator, dtype=torch.float32):
+        """``n`` points where the condition holds, (n, D)."""
+        return domain.sample_boundary(n, generator, dtype)
+
+    def residual(self, x, u, derivatives, domain):
+        """Residual (n,) from values ``u`` (and ``derivatives``, when needed) at ``x``."""
+        return u - _as_values(self.value, x)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(value={self.value!r}, weight={self.weight})"
+
+
+class _OnBoundary(Condition):
+    def __init__(self, value, where=None, weight=1.0):
+        super().__init__(value, weight)
+        if where is not None and not callable(where):
+            raise TypeError(f"where must be a callable of x or None, got {type(where).__name__}")
+        self.where = where
+
+    def sample(self, domain, n, generator, dtype=torch.float32):
+        if self.where is None:
+            return domain.sample_boundary(n, generator, dtype)
+        # Rejection sampling: draw extra boundary points until n satisfy where(x).
+        kept = []
+        count = 0
+        for _ in range(20):
+            candidates = domain.sample_boundary(4 * n, generator, dtype)
+            mask = torch.as_tensor(self.where(candidates), dtype=torch.bool)
+            if mask.shape != (len(candidates),):
+                raise ValueError(f"where(x) must return a boolean mask of shape "
+                                 f"({len(candidates)},), got {tuple(mask.shape)}")
+            kept.append(candidates[mask])
+            count += int(mask.sum())
+            if count >= n:
+                return torch.cat(kept)[:n]
+        raise ValueError(f"{type(self).__name__}: where(x) selects almost no boundary point of "
+                         f"{domain!r} ({count} of {80 * n} tried); is the condition outside the "
+                         "domain?")
+
+
+class DirichletBC(_OnBoundary):
+    """``u = value`` on the boundary (where ``where(x)`` holds, when given).
+
+    Parameters
+    ----------
+    value : float or callable
+        Prescribed u.
+    where : callable, optional
+        ``where(x) -> bool mask`` selecting part of the boundary.
+    weight : float, default=1.0
+        Loss weight.
+    """
+
+
+class NeumannBC(_OnBoundary):
+    """``du/dn = value`` (outward normal derivative) on the boundary, or where ``where(x)``.
+
+    Parameters
+    ----------
+    value : float or callable
+        Prescribed normal derivative.
+    where : callable, optional
+        ``where(x) -> bool mask`` selecting part of the boundary.
+    weight : float, default=1.0
+        Loss weight.
+    """
+
+    needs_derivatives = True
+
+    def residual(self, x, u, derivatives, domain):
+        normals = domain.outward_normals(x)
+        axes = domain.space_axes
+        normal_derivative = (derivatives.grad(axes) * normals[:, axes]).sum(dim=1)
+        return normal_derivative - _as_values(self.value, x)
+
+
+class _TimeSlice(Condition):
+    at = "initial"
+
+    def check_domain(self, domain):
+        if domain.time_axis is None:
+            raise ValueError(f"{type(self).__name__} needs a domain with a time_axis, got "
+                             f"{domain!r}")
+
+    def sample(self, domain, n, generator, dtype=torch.float32):
+        return domain.sample_time_slice(n, generator, self.at, dtype)
+
+
+class InitialCondition(_TimeSlice):
+    """``u = value`` at the start of time (``x[time_axis] = lower``).
+
+    Parameters
+    ----------
+    value : float or callable
+        Prescribed u.
+    weight : float, default=1.0
+        Loss weight.
+    """
+
+
+class TerminalCondition(_TimeSlice):
+    """``u = value`` at the end of time (``x[time_axis] = upper``).
+
+    Parameters
+    ----------
+    value : float or callable
+        Prescribed u.
+    weight : float, default=1.0
+        Loss weight.
+    """
+
+    at = "terminal"

@@ -1,0 +1,61 @@
+"""A PDE problem: a domain, a residual, conditions and, when known, the exact solution."""
+
+from .conditions import Condition
+from .domain import Box
+
+
+class PDE:
+    """A PDE problem to hand to :class:`~hybridnet.PINNSolver`.
+
+    Parameters
+    ----------
+    domain : Box
+        Where the PDE holds.
+    residual : callable
+        ``residual(x, d) -> (n,)``: x the points (n x D tensor), d a
+        :class:`~hybridnet.pinn.derivatives.Derivatives` with ``d.u``, ``d.diff(i)``,
+        ``d.grad(axes=None)``, ``d.diff2(i)``, ``d.laplacian(axes=None)``.
+    conditions : sequence of Condition, default=()
+        Boundary, initial and terminal conditions.
+    solution : callable, optional
+        The exact solution ``solution(x) -> (n,)`` (tensor or array), for metrics.
+    output_transform : callable, optional
+        ``output_transform(x, network_output) -> u`` (both (n,)), to impose hard constraints.
+
+    Examples
+    --------
+    >>> import math, torch
+    >>> from hybridnet.pinn import PDE, Box, DirichletBC
+    >>> poisson = PDE(Box([0, 0], [1, 1]),
+    ...               lambda x, d: d.laplacian() + 2 * math.pi**2
+    ...               * torch.sin(math.pi * x[:, 0]) * torch.sin(math.pi * x[:, 1]),
+    ...               conditions=[DirichletBC(0.0)])
+    >>> poisson.domain.dim
+    2
+    """
+
+    def __init__(self, domain, residual, conditions=(), solution=None, output_transform=None):
+        if not isinstance(domain, Box):
+            raise TypeError(f"domain must be a hybridnet.pinn.Box, got {type(domain).__name__}")
+        if not callable(residual):
+            raise TypeError(f"residual must be callable as residual(x, d), got "
+                            f"{type(residual).__name__}")
+        conditions = tuple(conditions)
+        for condition in conditions:
+            if not isinstance(condition, Condition):
+                raise TypeError(f"conditions must be Condition objects (DirichletBC, NeumannBC, "
+                                f"InitialCondition, TerminalCondition), got "
+                                f"{type(condition).__name__}")
+            condition.check_domain(domain)
+        for name, value in (("solution", solution), ("output_transform", output_transform)):
+            if value is not None and not callable(value):
+                raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
+        self.domain = domain
+        self.residual = residual
+        self.conditions = conditions
+        self.solution = solution
+        self.output_transform = output_transform
+
+    def __repr__(self):
+        return (f"PDE({self.domain!r}, conditions={list(self.conditions)!r}, "
+                f"solution={'known' if self.solution else 'unknown'})")

@@ -1,0 +1,231 @@
+"""Built-in PDE problems, each with a reference solution.
+
+Closed forms where they exist (Poisson, heat, HJB, Black-Scholes); Burgers' reference is the
+Cole-Hopf solution evaluated by Gauss-Hermite quadrature (:mod:`hybridnet.pinn.reference`).
+Residuals and solutions are module-level functions, so the problems pickle.
+"""
+
+import functools
+import math
+
+import numpy as np
+import torch
+
+from .conditions import DirichletBC, InitialCondition, TerminalCondition
+from .domain import Box
+from .problem import PDE
+
+# ----------------------------------------------------------------------------- Poisson 2-D
+
+
+def _poisson_source(x):
+    return -2 * math.pi**2 * torch.sin(math.pi * x[:, 0]) * torch.sin(math.pi * x[:, 1])
+
+
+def _poisson_residual(x, d):
+    return d.laplacian() - _poisson_source(x)
+
+
+def _poisson_solution(x):
+    return torch.sin(math.pi * x[:, 0]) * torch.sin(math.pi * x[:, 1])
+
+
+def _square_bubble(x, out):
+    # Scaled to peak at 1, so the network's output stays of order one.
+    return 16 * x[:, 0] * (1 - x[:, 0]) * x[:, 1] * (1 - x[:, 1]) * out
+
+
+def poisson_2d(hard_constraint=False):
+    """``Laplacian u = -2 pi^2 sin(pi x) sin(pi y)`` on the unit square, ``u = 0`` on the boundary.
+
+    Exact solution ``sin(pi x) sin(pi y)``.
+
+    Parameters
+    ----------
+    hard_constraint : bool, default=False
+        Impose the boundary condition exactly with ``u = 16 x(1-x)y(1-y) N(x, y)`` instead of a
+        boundary loss.
+
+    Returns
+    -------
+    PDE
+    """
+    if hard_constraint:
+        return PDE(Box([0, 0], [1, 1]), _poisson_residual, solution=_poisson_solution,
+                   output_transform=_square_bubble)
+    return PDE(Box([0, 0], [1, 1]), _poisson_residual, [DirichletBC(0.0)],
+               solution=_poisson_solution)
+
+
+# ----------------------------------------------------------------------------- heat 1-D
+
+
+def _heat_residual(x, d, diffusivity):
+    return d.diff(1) - diffusivity * d.diff2(0)
+
+
+def _heat_solution(x, diffusivity):
+    return torch.exp(-diffusivity * math.pi**2 * x[:, 1]) * torch.sin(math.pi * x[:, 0])
+
+
+def _heat_initial(x):
+    return torch.sin(math.pi * x[:, 0])
+
+
+def heat_1d(diffusivity=0.1):
+    """``u_t = a u_xx`` on x in [0, 1], t in [0, 1]; ``u(x, 0) = sin(pi x)``, ``u = 0`` at x = 0, 1.
+
+    Columns (x, t). Exact solution ``exp(-a pi^2 t) sin(pi x)``.
+
+    Parameters
+    ----------
+    diffusivity : float, default=0.1
+        a.
+
+    Returns
+    -------
+    PDE
+    """
+    return PDE(Box([0, 0], [1, 1], time_axis=1),
+               functools.partial(_heat_residual, diffusivity=diffusivity),
+               [DirichletBC(0.0), InitialCondition(_heat_initial)],
+               solution=functools.partial(_heat_solution, diffusivity=diffusivity))
+
+
+# ----------------------------------------------------------------------------- Burgers 1-D
+
+BURGERS_VISCOSITY = 0.01 / math.pi
+
+
+def _burgers_residual(x, d, viscosity):
+    return d.diff(1) + d.u * d.diff(0) - viscosity * d.diff2(0)
+
+
+def _burgers_initial(x):
+    return -torch.sin(math.pi * x[:, 0])
+
+
+def _burgers_solution(x, viscosity):
+    from . import reference  # quadrature code, loaded only when a reference is needed
+
+    values = reference.burgers_solution(np.asarray(x, dtype=np.float64), viscosity=viscosity)
+    return torch.as_tensor(values)
+
+
+def burgers_1d(viscosity=BURGERS_VISCOSITY):
+    """Viscous Burgers ``u_t + u u_x = nu u_xx`` on x in [-1, 1], t in [0, 1].
+
+    ``u(x, 0) = -sin(pi x)``, ``u(-1, t) = u(1, t) = 0``, ``nu = 0.01 / pi`` by default.
+    Columns (x, t). Reference: the Cole-Hopf solution by quadrature.
+
+    Parameters
+    ----------
+    viscosity : float, default=0.01/pi
+        nu.
+
+    Returns
+    -------
+    PDE
+    """
+    return PDE(Box([-1, 0], [1, 1], time_axis=1),
+               functools.partial(_burgers_residual, viscosity=viscosity),
+               [DirichletBC(0.0), InitialCondition(_burgers_initial)],
+               solution=functools.partial(_burgers_solution, viscosity=viscosity))
+
+
+# ----------------------------------------------------------------------------- HJB 20-D
+
+
+def _hjb_residual(x, d):
+    dim = x.shape[1] - 1
+    return d.diff(dim) + d.laplacian() - d.grad().square().sum(dim=1) / dim + 2
+
+
+def _hjb_transform(x, out):
+    return x[:, :-1].sum(dim=1) + (1 - x[:, -1]) * out
+
+
+def _hjb_solution(x):
+    return x[:, :-1].sum(dim=1) + 1 - x[:, -1]
+
+
+def hjb(dim=20):
+    """Hamilton-Jacobi-Bellman ``u_t + Laplacian_x u - |grad_x u|^2 / dim + 2 = 0``.
+
+    x in [0, 1]^dim, t in [0, 1] (the last column); terminal ``u(x, 1) = sum_i x_i``, imposed
+    exactly by ``u = sum_i x_i + (1 - t) N(x, t)``. Exact solution ``sum_i x_i + 1 - t``, so the
+    network must learn ``N = 1``. The seed's benchmark has ``dim = 20`` (coefficient 0.05);
+    the coefficient ``1 / dim`` keeps the same exact solution in other dimensions.
+
+    Parameters
+    ----------
+    dim : int, default=20
+        Space dimension.
+
+    Returns
+    -------
+    PDE
+    """
+    return PDE(Box([0.0] * (dim + 1), [1.0] * (dim + 1), time_axis=dim), _hjb_residual,
+               solution=_hjb_solution, output_transform=_hjb_transform)
+
+
+# ----------------------------------------------------------------------------- Black-Scholes
+
+
+def _black_scholes_residual(x, d, rate, volatility):
+    s = x[:, 0]
+    return (d.diff(1) + 0.5 * volatility**2 * s**2 * d.diff2(0) + rate * s * d.diff(0)
+            - rate * d.u)
+
+
+def _call_payoff(x, strike):
+    return torch.clamp(x[:, 0] - strike, min=0)
+
+
+def _far_boundary(x, strike, rate, maturity):
+    return x[:, 0] - strike * torch.exp(-rate * (maturity - x[:, 1]))
+
+
+def _at_zero(x):
+    return x[:, 0] <= 1e-9
+
+
+def _at_far_end(x, s_max):
+    return x[:, 0] >= s_max - 1e-9
+
+
+def _black_scholes_solution(x, strike, rate, volatility, maturity):
+    from . import reference
+
+    values = reference.black_scholes_call(np.asarray(x, dtype=np.float64), strike=strike,
+                                          rate=rate, volatility=volatility, maturity=maturity)
+    return torch.as_tensor(values)
+
+
+def black_scholes(strike=1.0, rate=0.05, volatility=0.2, maturity=1.0, s_max=2.0):
+    """European call under Black-Scholes: ``V_t + sigma^2 S^2 V_SS / 2 + r S V_S - r V = 0``.
+
+    Columns (S, t), S in [0, s_max], t in [0, maturity]; terminal payoff ``max(S - K, 0)``,
+    ``V(0, t) = 0`` and ``V(s_max, t) = s_max - K exp(-r (T - t))``. Exact solution: the
+    Black-Scholes formula.
+
+    Parameters
+    ----------
+    strike, rate, volatility, maturity, s_max : float
+        K, r, sigma, T and the truncation of the S axis.
+
+    Returns
+    -------
+    PDE
+    """
+    return PDE(
+        Box([0.0, 0.0], [s_max, maturity], time_axis=1),
+        functools.partial(_black_scholes_residual, rate=rate, volatility=volatility),
+        [TerminalCondition(functools.partial(_call_payoff, strike=strike)),
+         DirichletBC(0.0, where=_at_zero),
+         DirichletBC(functools.partial(_far_boundary, strike=strike, rate=rate,
+                                       maturity=maturity),
+                     where=functools.partial(_at_far_end, s_max=s_max))],
+        solution=functools.partial(_black_scholes_solution, strike=strike, rate=rate,
+                                   volatility=volatility, maturity=maturity))

@@ -1,0 +1,345 @@
+"""Physics-informed networks: domains, conditions, derivative back ends, problems, solver."""
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import GridSearchCV
+
+from hybridnet import PINNSolver
+from hybridnet.pinn import (
+    PDE,
+    Box,
+    DirichletBC,
+    InitialCondition,
+    NeumannBC,
+    TerminalCondition,
+    problems,
+)
+from hybridnet.pinn.derivatives import (
+    AutogradDerivatives,
+    FiniteDifferences,
+    SparseGridDerivatives,
+    SteinDerivatives,
+    sparse_grid_rule,
+)
+
+# ----------------------------------------------------------------------------- back ends
+
+
+def smooth_function(x):
+    """A non-polynomial test function of three coordinates."""
+    return torch.sin(x[:, 0]) * x[:, 1] ** 2 + torch.exp(0.5 * x[:, 2]) * x[:, 0]
+
+
+def smooth_derivatives(x):
+    """Exact gradient and second derivatives (along each axis) of smooth_function."""
+    a, b, c = x[:, 0], x[:, 1], x[:, 2]
+    gradient = torch.stack([torch.cos(a) * b**2 + torch.exp(0.5 * c),
+                            2 * torch.sin(a) * b, 0.5 * torch.exp(0.5 * c) * a], dim=1)
+    second = torch.stack([-torch.sin(a) * b**2, 2 * torch.sin(a),
+                          0.25 * torch.exp(0.5 * c) * a], dim=1)
+    return gradient, second
+
+
+def cubic(x):
+    """A cubic polynomial of three coordinates."""
+    a, b, c = x[:, 0], x[:, 1], x[:, 2]
+    return a**3 + 2 * a * b * c - b**2 * c + 3 * c**2 + a - 1
+
+
+def smoothed_cubic_derivatives(x, s):
+    """Derivatives of the Gaussian smoothing of cubic: u = f + s^2/2 Laplacian f (exact)."""
+    a, b, c = x[:, 0], x[:, 1], x[:, 2]
+    # Laplacian f = 6a - 2c + 6, so u = f + s^2 (3a - c + 3).
+    gradient = torch.stack([3 * a**2 + 2 * b * c + 1 + 3 * s**2, 2 * a * c - 2 * b * c,
+                            2 * a * b - b**2 + 6 * c - s**2], dim=1)
+    second = torch.stack([6 * a, -2 * c, torch.full_like(a, 6.0)], dim=1)
+    value = cubic(x) + s**2 * (3 * a - c + 3)
+    return value, gradient, second
+
+
+@pytest.fixture
+def points():
+    return torch.rand(7, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def test_autograd_is_exact(points):
+    d = AutogradDerivatives().evaluate(smooth_function, points, space_axes=[0, 1, 2])
+    gradient, second = smooth_derivatives(points)
+    torch.testing.assert_close(d.grad(), gradient)
+    for i in range(3):
+        torch.testing.assert_close(d.diff2(i), second[:, i])
+    torch.testing.assert_close(d.laplacian(), second.sum(dim=1))
+
+
+def test_finite_differences_in_one_batched_call(points):
+    calls = []
+
+    def counted(x):
+        calls.append(len(x))
+        return smooth_function(x)
+
+    d = FiniteDifferences(1e-4).evaluate(counted, points, space_axes=[0, 1, 2])
+    assert calls == [7 * (2 * 3 + 1)]
+    gradient, second = smooth_derivatives(points)
+    torch.testing.assert_close(d.grad(), gradient, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(torch.stack([d.diff2(i) for i in range(3)], 1), second,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_sparse_grid_rule_moments():
+    for dim in (1, 2, 5, 21):
+        nodes, weights = sparse_grid_rule(dim)
+        assert len(nodes) == 2 * dim * dim + 2 * dim + 1
+        moment = lambda values, w=weights: (w * values).sum().item()  # noqa: E731
+        assert moment(torch.ones(len(nodes))) == pytest.approx(1.0)
+        assert moment(nodes[:, 0] ** 2) == pytest.approx(1.0)
+        assert moment(nodes[:, 0] ** 4) == pytest.approx(3.0)
+        assert moment(nodes[:, 0] ** 3) == pytest.approx(0.0, abs=1e-12)
+        if dim > 1:
+            assert moment(nodes[:, 0] ** 2 * nodes[:, 1] ** 2) == pytest.approx(1.0)
+            assert moment(nodes[:, 0] * nodes[:, 1]) == pytest.approx(0.0, abs=1e-12)
+    assert len(sparse_grid_rule(21)[0]) == 925
+
+
+def test_sparse_grid_is_exact_for_the_smoothed_cubic(points):
+    s = 0.3
+    calls = []
+
+    def counted(x):
+        calls.append(len(x))
+        return cubic(x)
+
+    d = SparseGridDerivatives(s).evaluate(counted, points, space_axes=[0, 1, 2])
+    assert calls == [7 * 25]
+    value, gradient, second = smoothed_cubic_derivatives(points, s)
+    torch.testing.assert_close(d.u, value)
+    torch.testing.assert_close(d.grad(), gradient)
+    torch.testing.assert_close(torch.stack([d.diff2(i) for i in range(3)], 1), second)
+
+
+def test_stein_estimates_the_smoothed_derivatives(points):
+    s = 0.3
+    backend = SteinDerivatives(s, 40000)
+    noise = backend.draw(len(points), 3, torch.Generator().manual_seed(0), dtype=torch.float64,
+                         device="cpu")
+    d = backend.evaluate(cubic, points, noise, space_axes=[0, 1, 2])
+    value, gradient, second = smoothed_cubic_derivatives(points, s)
+    torch.testing.assert_close(d.u, value, rtol=0, atol=0.02)
+    torch.testing.assert_close(d.grad(), gradient, rtol=0, atol=0.1)
+    torch.testing.assert_close(torch.stack([d.diff2(i) for i in range(3)], 1), second,
+                               rtol=0, atol=0.3)
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+def test_box_sampling():
+    g = torch.Generator().manual_seed(0)
+    box = Box([0, -1, 0], [2, 1, 1], time_axis=2)
+    inside = box.sample_interior(500, g)
+    assert box.contains(inside).all()
+    boundary = box.sample_boundary(2000, g)
+    on_face = ((boundary[:, 0] == 0) | (boundary[:, 0] == 2) | (boundary[:, 1] == -1)
+               | (boundary[:, 1] == 1))
+    assert on_face.all()
+    # faces chosen by area: the x faces (2 x 1 area... each 2 x 1) and the y faces (2 x 1)
+    share_x = ((boundary[:, 0] == 0) | (boundary[:, 0] == 2)).float().mean()
+    assert abs(share_x - 0.5) < 0.05
+    initial = box.sample_time_slice(10, g, "initial")
+    assert (initial[:, 2] == 0).all()
+    normals = box.outward_normals(torch.tensor([[0.0, 0.3, 0.5], [1.0, 1.0, 0.5]]))
+    torch.testing.assert_close(normals, torch.tensor([[-1.0, 0, 0], [0, 1.0, 0]]))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Box([0, 0], [1]), "equally long"),
+    (lambda: Box([0, 1], [1, 1]), "lower < upper"),
+    (lambda: Box([0, 0], [1, 1], time_axis=2), "time_axis must be"),
+    (lambda: PDE(Box([0], [1]), "residual"), "residual must be callable"),
+    (lambda: PDE(Box([0], [1]), lambda x, d: d.u, [lambda x: x]), "conditions must be"),
+    (lambda: PDE(Box([0], [1]), lambda x, d: d.u, [InitialCondition(0.0)]),
+     "needs a domain with a time_axis"),
+    (lambda: DirichletBC("zero"), "value must be a number or a callable"),
+    (lambda: DirichletBC(0.0, weight=-1), "weight must be a non-negative"),
+])
+def test_bad_problem_definitions(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
+
+
+def test_a_condition_outside_the_domain_is_refused():
+    pde = PDE(Box([0, 0], [1, 1]), lambda x, d: d.laplacian(),
+              [DirichletBC(0.0, where=lambda x: x[:, 0] > 5)])
+    with pytest.raises(ValueError, match="selects almost no boundary point"):
+        PINNSolver(pde, max_iter=1).fit()
+
+
+# ----------------------------------------------------------------------------- problems
+
+
+@pytest.mark.parametrize("make, tolerance", [
+    (problems.poisson_2d, 1e-4), (problems.heat_1d, 1e-4), (lambda: problems.hjb(5), 1e-6),
+    (problems.black_scholes, 1e-3), (problems.burgers_1d, 1e-3),
+])
+def test_reference_solutions_satisfy_their_pde(make, tolerance):
+    pde = make()
+    g = torch.Generator().manual_seed(0)
+    domain = pde.domain
+    x = domain.sample_interior(50, g, torch.float64)
+    # Stay away from the edges, where shifted points leave the domain, and, for Burgers,
+    # from the steep front near x = 0.
+    x = domain._tensor(domain.lower, x) + 0.1 * domain._tensor(domain.upper - domain.lower, x) \
+        + 0.8 * (x - domain._tensor(domain.lower, x))
+    if pde is not None and "burgers" in repr(pde.residual):
+        x = x[(x[:, 0].abs() > 0.3)]
+
+    def exact(points):
+        return torch.as_tensor(pde.solution(points), dtype=torch.float64)
+
+    d = FiniteDifferences(1e-4).evaluate(exact, x, space_axes=domain.space_axes)
+    residual = pde.residual(x, d)
+    assert residual.abs().max() < tolerance * max(1.0, d.u.abs().max())
+    for condition in pde.conditions:
+        points = condition.sample(domain, 20, g, torch.float64)
+        assert condition.residual(points, exact(points), None, domain).abs().max() < 1e-6
+
+
+def test_hjb_terminal_condition_is_hard():
+    pde = problems.hjb(20)
+    x = pde.domain.sample_time_slice(8, torch.Generator().manual_seed(0), "terminal",
+                                     torch.float64)
+    torch.testing.assert_close(pde.output_transform(x, torch.randn(8, dtype=torch.float64)),
+                               x[:, :20].sum(dim=1))
+
+
+# ----------------------------------------------------------------------------- solver
+
+
+def test_poisson_with_hard_constraint_and_autograd():
+    solver = PINNSolver(problems.poisson_2d(hard_constraint=True), hidden_layer_sizes=(32, 32),
+                        max_iter=400, n_collocation=128, random_state=0).fit()
+    assert solver.relative_l2_error() < 0.05
+    assert solver.n_iter_ == 400 == len(solver.loss_curve_)
+    assert solver.n_network_evaluations_ == 400 * 128
+    assert solver.loss_curve_[-1] < 0.05 * solver.loss_curve_[0]
+
+
+@pytest.mark.parametrize("derivatives", ["finite_difference", "sparse_grid", "stein"])
+def test_derivative_free_back_ends_train(derivatives):
+    solver = PINNSolver(problems.poisson_2d(hard_constraint=True), hidden_layer_sizes=(16, 16),
+                        derivatives=derivatives, stein_samples=16, max_iter=150,
+                        n_collocation=64, random_state=0).fit()
+    # Stein's Monte Carlo noise stays in its loss (a floor); the others fall much further.
+    assert solver.loss_curve_[-1] < (0.5 if derivatives == "stein" else 0.1) * \
+        solver.loss_curve_[0]
+    per_point = {"finite_difference": 5, "sparse_grid": 13, "stein": 33}[derivatives]
+    assert solver.n_network_evaluations_ == 150 * 64 * per_point
+
+
+def test_bp_free_training_with_tt_layers_never_uses_autograd():
+    solver = PINNSolver(problems.poisson_2d(hard_constraint=True), hidden_layer_sizes=(16, 16),
+                        derivatives="sparse_grid", training="bp_free", tt_rank=2,
+                        zo_estimator="central_rge", zo_samples=10, learning_rate=1e-2,
+                        max_iter=150, n_collocation=64, random_state=0).fit()
+    assert all(p.grad is None for p in solver.module_.parameters())
+    assert solver.loss_curve_[-1] < 0.5 * solver.loss_curve_[0]
+    assert solver.n_network_evaluations_ == 150 * 20 * 64 * 13
+
+
+def test_data_term_and_collocation_points_from_x():
+    pde = problems.poisson_2d()
+    g = torch.Generator().manual_seed(1)
+    X = pde.domain.sample_interior(64, g, torch.float64).numpy()
+    y = pde.solution(torch.as_tensor(X)).numpy()
+    solver = PINNSolver(pde, hidden_layer_sizes=(16, 16), max_iter=50, random_state=0)
+    solver.fit(X, y)
+    assert solver.predict(X).shape == (64,)
+    assert solver.n_features_in_ == 2
+    solver.fit(X)  # X as collocation points
+    with pytest.raises(ValueError, match="rows of X lie outside"):
+        solver.fit(X + 2)
+    with pytest.raises(ValueError, match="must have 2 columns"):
+        solver.fit(np.ones((5, 3)))
+
+
+def test_problem_errors_surface_clearly():
+    wrong_shape = PDE(Box([0], [1]), lambda x, d: d.grad(), [DirichletBC(0.0)])
+    with pytest.raises(ValueError, match=r"residual\(x, d\) must return a tensor of shape"):
+        PINNSolver(wrong_shape, max_iter=1).fit()
+    nan = PDE(Box([0], [1]), lambda x, d: d.u * float("nan"))
+    with pytest.raises(ValueError, match="loss is not finite"):
+        PINNSolver(nan, max_iter=1).fit()
+    with pytest.raises(ValueError, match="has no exact solution"):
+        PINNSolver(PDE(Box([0], [1]), lambda x, d: d.u), max_iter=2).fit().relative_l2_error()
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"derivatives": "spectral"}, "derivatives must be one of"),
+    ({"training": "bp_free"}, "derivatives='autograd' cannot be used"),
+    ({"physical_layer": "mzi"}, "differentiates the network twice"),
+    ({"lbfgs_iter": 5, "derivatives": "stein"}, "lbfgs_iter needs"),
+    ({"max_iter": 0}, "max_iter must be an int >= 1"),
+    ({"smoothing": -0.1}, "smoothing must be a positive number"),
+    ({"pde": "poisson"}, "pde must be a hybridnet.pinn.PDE"),
+])
+def test_invalid_solver_options(params, message):
+    solver = PINNSolver(**{"pde": problems.poisson_2d(), "max_iter": 1, **params})
+    with pytest.raises((ValueError, TypeError), match=message):
+        solver.fit()
+
+
+def test_divergence_warns_and_keeps_the_best_weights():
+    # The residual is NaN once |u| > 10, which a huge learning rate soon reaches.
+    pde = PDE(Box([0, 0], [1, 1]), lambda x, d: d.laplacian() + torch.log(10 - d.u.abs()))
+    solver = PINNSolver(pde, hidden_layer_sizes=(8, 8), learning_rate=10.0, max_iter=200,
+                        random_state=0)
+    with pytest.warns(ConvergenceWarning, match="diverged"):
+        solver.fit()
+    assert np.isfinite(solver.predict(np.full((3, 2), 0.5))).all()
+
+
+def test_physical_layer_in_a_pinn_with_sparse_grid():
+    solver = PINNSolver(problems.poisson_2d(hard_constraint=True), hidden_layer_sizes=(8, 8),
+                        derivatives="sparse_grid", physical_layer="mrr", max_iter=20,
+                        n_collocation=32, random_state=0).fit()
+    layer = solver.module_[2]
+    assert layer.black_box.n_queries > 0
+    assert layer.surrogate.n_updates > 0
+    assert np.isfinite(solver.loss_curve_).all()
+
+
+def test_pickle_grid_search_and_score():
+    pde = problems.poisson_2d(hard_constraint=True)
+    X = pde.domain.sample_interior(200, torch.Generator().manual_seed(2), torch.float64).numpy()
+    y = pde.solution(torch.as_tensor(X)).numpy()
+    solver = PINNSolver(pde, hidden_layer_sizes=(8, 8), max_iter=30, n_collocation=32,
+                        random_state=0).fit()
+    clone = pickle.loads(pickle.dumps(solver))
+    np.testing.assert_array_equal(clone.predict(X), solver.predict(X))
+    assert solver.score(X, y) == pytest.approx(1 - ((solver.predict(X) - y) ** 2).sum()
+                                               / ((y - y.mean()) ** 2).sum())
+    # Scored against known solution values: the search fits on X as collocation points.
+    search = GridSearchCV(PINNSolver(pde, hidden_layer_sizes=(8, 8), max_iter=15,
+                                     n_collocation=16, random_state=0),
+                          {"derivatives": ["autograd", "finite_difference"],
+                           "hidden_layer_sizes": [(8,), (8, 8)]}, cv=2)
+    search.fit(X, y)
+    assert len(search.cv_results_["params"]) == 4
+    assert np.isfinite(search.best_score_)
+
+
+def test_terminal_and_neumann_conditions():
+    box = Box([0, 0], [1, 1], time_axis=1)
+    g = torch.Generator().manual_seed(0)
+    terminal = TerminalCondition(lambda x: x[:, 0])
+    points = terminal.sample(box, 5, g)
+    assert (points[:, 1] == 1).all()
+    neumann = NeumannBC(1.0, where=lambda x: x[:, 0] == 1)
+    points = neumann.sample(box, 6, g, torch.float64)
+    d = AutogradDerivatives().evaluate(lambda x: x[:, 0] ** 2 / 2, points, space_axes=[0])
+    torch.testing.assert_close(neumann.residual(points, d.u, d, box),
+                               torch.zeros(6, dtype=torch.float64))
