@@ -205,7 +205,8 @@ def test_reference_solutions_satisfy_their_pde(make, tolerance):
     assert residual.abs().max() < tolerance * max(1.0, d.u.abs().max())
     for condition in pde.conditions:
         points = condition.sample(domain, 20, g, torch.float64)
-        assert condition.residual(points, exact(points), None, domain).abs().max() < 1e-6
+        # 1e-5: Black-Scholes' far-field condition S - K exp(-r (T - t)) is asymptotic.
+        assert condition.residual(points, exact(points), None, domain).abs().max() < 1e-5
 
 
 def test_hjb_terminal_condition_is_hard():
