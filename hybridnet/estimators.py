@@ -572,7 +572,7 @@ class HybridNetRegressor(RegressorMixin, _BaseHybridNet):
     >>> import numpy as np
     >>> from hybridnet import HybridNetRegressor
     >>> X = np.linspace(-1, 1, 200).reshape(-1, 1)
-    >>> reg = HybridNetRegressor((16, 16), physical_layer="slm", max_iter=60,
+    >>> reg = HybridNetRegressor((16, 16), physical_layer="slm", max_iter=200,
     ...                          random_state=0).fit(X, X.ravel() ** 2)
     >>> reg.score(X, X.ravel() ** 2) > 0.8
     True
