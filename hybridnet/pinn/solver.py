@@ -358,13 +358,15 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         self._loss_module = self._build(seed)
         self.module_ = self._loss_module.network
         generator = torch.Generator().manual_seed(seed)
-        self._check_problem(self._draw(generator, data))
+        first_draw = self._draw(generator, data)
+        self._check_problem(first_draw)
+        evaluations_per_loss = self._evaluations_per_loss(first_draw)
         self.history_ = History()
         self._evaluations = 0
         if self.training == "backprop":
             step = self._adam_step(generator, data)
         else:
-            step = self._bp_free_step(generator, data)
+            step = self._bp_free_step(generator, data, evaluations_per_loss)
         callbacks = [EarlyStopping("train_loss", patience=self.max_iter + 1)]
         if self.verbose:
             callbacks.append(ProgressBar(self.max_iter))
@@ -398,11 +400,13 @@ class PINNSolver(RegressorMixin, BaseEstimator):
 
         return step
 
-    def _bp_free_step(self, generator, data):
+    def _bp_free_step(self, generator, data, evaluations_per_loss):
+        # Perturbed losses per vectorised call: about 2e5 network evaluations at once keeps
+        # memory in bounds (HJB-20d's sparse grid alone costs 92,500 per loss).
         optimizer = ZerothOrderOptimizer(
             self._loss_module.parameters(), lr=self.learning_rate, estimator=self.zo_estimator,
             n_samples=self.zo_samples, smoothing=self.zo_smoothing, update="adam",
-            chunk_size=64, seed=self._seed)
+            chunk_size=max(1, 200_000 // evaluations_per_loss), seed=self._seed)
         self._zo_optimizer = optimizer
 
         def step(_):
