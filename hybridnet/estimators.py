@@ -341,6 +341,9 @@ class _BaseHybridNet(BaseEstimator):
             state.pop("_optimizer", None)
             state["_optimizer_state"] = self._optimizer.state_dict() if hasattr(
                 self, "_optimizer") else None
+            if state.get("_switch") is not None:  # re-attached to the new optimizer on load
+                state["_switch"] = copy.copy(state["_switch"])
+                state["_switch"].optimizer = None
         return state
 
     def __setstate__(self, state):
@@ -355,6 +358,8 @@ class _BaseHybridNet(BaseEstimator):
             self._optimizer = self._make_optimizer(self.module_)
             if optimizer_state is not None:
                 self._optimizer.load_state_dict(optimizer_state)
+            if getattr(self, "_switch", None) is not None:
+                self._switch.optimizer = self._optimizer
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

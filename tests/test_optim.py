@@ -1,5 +1,7 @@
 """Zeroth-order optimizers and back-propagation-free training."""
 
+import pickle
+
 import numpy as np
 import pytest
 import torch
@@ -148,3 +150,15 @@ def test_hybrid_estimator_only_with_bp_free(digits):
     X_train, _, y_train, _ = digits
     with pytest.raises(ValueError, match="zo_estimator must be one of"):
         HybridNetClassifier(zo_estimator="hybrid").fit(X_train, y_train)
+
+
+def test_bp_free_hybrid_estimator_pickles_and_keeps_training(digits):
+    X_train, _, y_train, _ = digits
+    clf = HybridNetClassifier((8, 8), physical_layer="mrr", training="bp_free",
+                              zo_estimator="hybrid", max_iter=2, random_state=0)
+    clf.fit(X_train[:200], y_train[:200])
+    clone = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(clone.predict_proba(X_train), clf.predict_proba(X_train))
+    assert clone._switch.optimizer is clone._optimizer
+    clone.partial_fit(X_train[:200], y_train[:200])
+    assert clone.n_iter_ == 3
