@@ -25,6 +25,7 @@ __all__ = [
     "tt_ranks",
     "tt_to_dense",
     "tt_matmul",
+    "tt_matmul_costs",
     "tt_svd",
 ]
 
@@ -340,6 +341,37 @@ def tt_matmul(cores, x):
         state = product.reshape(batch * n_front, m_back, r_prev * m).transpose(1, 2)
         m_back *= m
     return state.reshape(batch, m_back)
+
+
+def tt_matmul_costs(out_shape, in_shape, ranks):
+    """Multiply-adds of the two ways to compute ``x @ W.T`` for a TT matrix.
+
+    Parameters
+    ----------
+    out_shape, in_shape : sequence of int
+        Mode sizes ``m_k`` and ``n_k``.
+    ranks : sequence of int
+        ``(r_0, .., r_d)``.
+
+    Returns
+    -------
+    per_row : int
+        Multiply-adds per input row of the core-by-core contraction (:func:`tt_matmul`).
+    assembly : int
+        Multiply-adds of assembling ``W`` once (:func:`tt_to_dense`); the dense product then
+        costs ``prod m_k * prod n_k`` per row.
+
+    Examples
+    --------
+    >>> tt_matmul_costs([2, 4], [3, 5], [1, 2, 1])
+    (168, 240)
+    """
+    d = len(out_shape)
+    per_row = sum(ranks[k] * ranks[k + 1] * out_shape[k] * in_shape[k]
+                  * math.prod(in_shape[:k]) * math.prod(out_shape[k + 1:]) for k in range(d))
+    assembly = sum(math.prod(out_shape[:k]) * math.prod(in_shape[:k]) * ranks[k]
+                   * out_shape[k] * in_shape[k] * ranks[k + 1] for k in range(1, d))
+    return per_row, assembly
 
 
 def tt_svd(matrix, out_shape, in_shape, tt_rank):

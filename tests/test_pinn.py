@@ -251,6 +251,28 @@ def test_bp_free_training_with_tt_layers_never_uses_autograd():
     assert solver.n_network_evaluations_ == 150 * 20 * 64 * 13
 
 
+def test_loss_balancing_lifts_a_boundary_loss_the_residual_drowns():
+    # Poisson's source term (2 pi^2 ~ 20) makes the residual's gradients dwarf the boundary
+    # loss's: as given, the boundary is barely enforced and u is shifted.
+    errors, weights = {}, {}
+    for balancing in ("none", "gradient_norm"):
+        solver = PINNSolver(problems.poisson_2d(), hidden_layer_sizes=(16, 16), max_iter=600,
+                            n_collocation=128, loss_balancing=balancing, random_state=0).fit()
+        errors[balancing], weights[balancing] = solver.relative_l2_error(), solver.loss_weights_
+    assert weights["none"].tolist() == [1.0]
+    assert weights["gradient_norm"][0] > 5
+    assert errors["gradient_norm"] < 0.5 * errors["none"]
+
+
+def test_loss_balancing_never_lowers_a_weight_and_is_off_without_gradients():
+    pde = problems.heat_1d()  # two conditions, each with a user weight of 1
+    solver = PINNSolver(pde, hidden_layer_sizes=(8, 8), max_iter=30, random_state=0).fit()
+    assert solver.loss_weights_.shape == (2,) and (solver.loss_weights_ >= 1).all()
+    bp_free = PINNSolver(pde, hidden_layer_sizes=(8, 8), derivatives="finite_difference",
+                         training="bp_free", max_iter=3, random_state=0).fit()
+    assert bp_free.loss_weights_.tolist() == [1.0, 1.0]
+
+
 def test_data_term_and_collocation_points_from_x():
     pde = problems.poisson_2d()
     g = torch.Generator().manual_seed(1)
@@ -286,6 +308,9 @@ def test_problem_errors_surface_clearly():
     ({"max_iter": 0}, "max_iter must be an int >= 1"),
     ({"smoothing": -0.1}, "smoothing must be a positive number"),
     ({"pde": "poisson"}, "pde must be a hybridnet.pinn.PDE"),
+    ({"loss_balancing": "lra"}, "loss_balancing must be one of"),
+    ({"loss_balancing": "gradient_norm", "training": "bp_free", "derivatives": "sparse_grid"},
+     "compares gradients"),
 ])
 def test_invalid_solver_options(params, message):
     solver = PINNSolver(**{"pde": problems.poisson_2d(), "max_iter": 1, **params})

@@ -13,6 +13,7 @@ from hybridnet.tensor_train import (
     balanced_factorization,
     default_n_cores,
     tt_matmul,
+    tt_matmul_costs,
     tt_matrix_shapes,
     tt_ranks,
     tt_svd,
@@ -210,6 +211,35 @@ def test_forward_equals_dense_affine_map():
     torch.testing.assert_close(y, expected, rtol=1e-12, atol=1e-12)
     # A single sample without batch dimension works too.
     torch.testing.assert_close(layer(x[0, 0]), expected[0, 0], rtol=1e-12, atol=1e-12)
+
+
+def test_contraction_and_dense_paths_agree_in_values_and_gradients():
+    torch.manual_seed(0)
+    layer = TTLinear(784, 1024, tt_rank=6, in_shape=[7, 4, 4, 7], out_shape=[8, 4, 4, 8],
+                     dtype=F64)
+    threshold = layer._dense_from_rows
+    assert 1 < threshold < 64  # MNIST's batch of 64 takes the dense path (cheaper, as timed)
+    x = torch.randn(threshold, 784, dtype=F64)
+    gradients = []
+    for rows in (x[:threshold - 1], x):  # just below the switch: contraction; at it: dense
+        layer.zero_grad()
+        y = layer(rows)
+        torch.testing.assert_close(y, rows @ tt_to_dense(list(layer.cores)).T + layer.bias,
+                                   rtol=1e-10, atol=1e-10)
+        y[:threshold - 1].square().sum().backward()
+        gradients.append([core.grad.clone() for core in layer.cores])
+    for contracted, dense in zip(*gradients, strict=True):
+        torch.testing.assert_close(contracted, dense, rtol=1e-10, atol=1e-10)
+
+
+def test_tt_matmul_costs_count_the_multiply_adds():
+    out_shape, in_shape, ranks = [2, 4], [3, 5], [1, 2, 1]
+    per_row, assembly = tt_matmul_costs(out_shape, in_shape, ranks)
+    # Last core first: (rows n_1, n_2 r_2) x (n_2 r_2, r_1 m_2) then (rows m_2, n_1 r_1) x
+    # (n_1 r_1, m_1): 3 * (5 * 1) * (2 * 4) + 4 * (3 * 2) * 2; assembling: (m_1 n_1 x r_1) times
+    # (r_1 x m_2 n_2 r_2) = 6 * 2 * 20.
+    assert per_row == 3 * 5 * 8 + 4 * 6 * 2
+    assert assembly == 6 * 2 * 20
 
 
 def test_no_bias_layer():
