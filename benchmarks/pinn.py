@@ -7,18 +7,21 @@ For each problem (Poisson 2-D, heat 1-D, Burgers 1-D, Black-Scholes, HJB 20-D) a
 - sparse-grid derivatives + first-order,
 - sparse-grid derivatives + back-propagation-free, TT layers,
 
-reports the relative L2 error against the reference solution (10,000 uniform points), network
-evaluations, wall time and trainable parameters; for HJB also the relative error of the learned
-part ``N`` against its exact value 1, since the known part ``sum x_i + 1 - t`` dominates u. With
-DeepXDE installed (``pip install deepxde``, PyTorch back end) it also trains DeepXDE on the same
+(HJB adds finite differences + back-propagation-free, TT layers: 43 network evaluations per
+point instead of the sparse grid's 925), reports the relative L2 error against the reference
+solution (10,000 uniform points), network evaluations, wall time and trainable parameters; for
+HJB also the relative error of the learned part ``N`` against its exact value 1, since the
+known part ``sum x_i + 1 - t`` dominates u. With
+DeepXDE installed (the ``benchmarks`` extra; PyTorch back end) it also trains DeepXDE on the same
 Poisson problem with the same network, optimiser, learning rate and step count.
 
 Usage::
 
     python benchmarks/pinn.py [--steps-scale 1.0] [--problems poisson heat ...] [--no-deepxde]
 
-Step counts per problem are in ``PROBLEMS``; ``--steps-scale`` multiplies them. Writes
-``pinn.json`` / ``pinn.md`` under ``benchmarks/results/``.
+Step counts and per-set-up options are in ``PROBLEMS``; ``--steps-scale`` multiplies the steps.
+Writes ``pinn.json`` / ``pinn.md`` under ``benchmarks/results/``, keeping earlier rows of runs
+not repeated (each row records its command).
 """
 
 import argparse
@@ -35,24 +38,39 @@ import torch
 from hybridnet import PINNSolver
 from hybridnet.pinn import problems
 
-# problem -> (factory, network options, first-order steps, bp-free steps, collocation points)
-PROBLEMS = {  # HJB BP-free: 20 x 92,500 network evaluations per step, about 70 s on 2 cores
-    "poisson": (lambda: problems.poisson_2d(), dict(hidden_layer_sizes=(64, 64)), 3000, 3000,
-                256),
-    "heat": (lambda: problems.heat_1d(), dict(hidden_layer_sizes=(64, 64)), 3000, 3000, 256),
-    "burgers": (lambda: problems.burgers_1d(), dict(hidden_layer_sizes=(64, 64)), 3000, 3000,
-                256),
-    "black_scholes": (lambda: problems.black_scholes(), dict(hidden_layer_sizes=(64, 64)),
-                      3000, 3000, 256),
-    "hjb": (lambda: problems.hjb(20), dict(hidden_layer_sizes=(128, 128), activation="sin"),
-            1000, 2, 100),
-}
 SETUPS = {
     "autograd + first-order": dict(derivatives="autograd"),
     "Stein + first-order": dict(derivatives="stein", stein_samples=64),
     "sparse grid + first-order": dict(derivatives="sparse_grid"),
     "sparse grid + BP-free, TT": dict(derivatives="sparse_grid", training="bp_free", tt_rank=4,
                                       zo_estimator="central_rge", zo_samples=10),
+    "finite differences + BP-free, TT": dict(derivatives="finite_difference",
+                                             training="bp_free", tt_rank=4,
+                                             zo_estimator="central_rge", zo_samples=10),
+}
+FIRST_FOUR = tuple(SETUPS)[:4]
+_SMALL = dict(hidden_layer_sizes=(64, 64), n_collocation=256)
+# Per problem: the network, steps of first-order and of BP-free training (both scaled by
+# --steps-scale), the set-ups run, and options (steps included) of single set-ups.
+PROBLEMS = {
+    "poisson": dict(make=problems.poisson_2d, options=_SMALL, steps=3000, bp_free_steps=3000),
+    "heat": dict(make=problems.heat_1d, options=_SMALL, steps=3000, bp_free_steps=3000),
+    "burgers": dict(make=problems.burgers_1d, options=_SMALL, steps=3000, bp_free_steps=3000),
+    "black_scholes": dict(make=problems.black_scholes, options=_SMALL, steps=3000,
+                          bp_free_steps=3000),
+    "hjb": dict(
+        make=lambda: problems.hjb(20), steps=1000, bp_free_steps=200,
+        options=dict(hidden_layer_sizes=(128, 128), activation="sin", n_collocation=100),
+        setups=FIRST_FOUR + ("finite differences + BP-free, TT",),
+        overrides={
+            # Adam alone stalls near 6e-3 whatever the step count; L-BFGS on 1,000 points
+            # (after Adam on fresh draws of 1,000) brings the error below 1e-3.
+            "autograd + first-order": dict(n_collocation=1000, lbfgs_iter=2000),
+            # 20 x 925 network evaluations per point and step (float64): 20 points keep a
+            # step near 5 s on 2 cores.
+            "sparse grid + BP-free, TT": dict(n_collocation=20, learning_rate=3e-2),
+            "finite differences + BP-free, TT": dict(learning_rate=3e-2, steps=600),
+        }),
 }
 
 
@@ -67,16 +85,17 @@ def hjb_learned_part_error(solver):
 
 
 def run_hybridnet(name, setup, scale):
-    factory, network, first_order_steps, bp_free_steps, n_collocation = PROBLEMS[name]
-    options = SETUPS[setup]
+    problem = PROBLEMS[name]
+    options = {"n_boundary": 128, "learning_rate": 3e-3, **problem["options"], **SETUPS[setup],
+               **problem.get("overrides", {}).get(setup, {})}
     bp_free = options.get("training") == "bp_free"
-    steps = max(1, int((bp_free_steps if bp_free else first_order_steps) * scale))
-    solver = PINNSolver(factory(), max_iter=steps, n_collocation=n_collocation,
-                        n_boundary=128, learning_rate=3e-3, random_state=0,
-                        **network, **options)
+    steps = options.pop("steps", problem["bp_free_steps" if bp_free else "steps"])
+    steps = max(1, int(steps * scale))
+    solver = PINNSolver(problem["make"](), max_iter=steps, random_state=0, **options)
     start = time.perf_counter()
     solver.fit()
-    row = {"problem": name, "setup": setup, "steps": steps,
+    row = {"problem": name, "setup": setup,
+           "steps": f"{steps} + {solver.lbfgs_iter} L-BFGS" if solver.lbfgs_iter else steps,
            "relative_l2": solver.relative_l2_error(),
            "network_evaluations": solver.n_network_evaluations_,
            "seconds": time.perf_counter() - start,
@@ -86,13 +105,17 @@ def run_hybridnet(name, setup, scale):
     return row
 
 
+DEEPXDE = "DeepXDE (autograd + Adam)"
+
+
 def run_deepxde(steps):
     """DeepXDE's PyTorch back end on the same Poisson problem, network and optimiser."""
     os.environ.setdefault("DDE_BACKEND", "pytorch")
     try:
         import deepxde as dde
     except ImportError:
-        print("DeepXDE is not installed: pip install deepxde (comparison skipped)", flush=True)
+        print("DeepXDE is not installed: pip install -e '.[benchmarks]' (comparison skipped)",
+              flush=True)
         return None
     dde.config.set_random_seed(0)
     pi = math.pi
@@ -121,7 +144,7 @@ def run_deepxde(steps):
         10000, torch.Generator().manual_seed(12345), torch.float64).numpy()
     predicted = model.predict(X).ravel()
     exact = solution(X).ravel()
-    return {"problem": "poisson", "setup": "DeepXDE (autograd + Adam)", "steps": steps,
+    return {"problem": "poisson", "setup": DEEPXDE, "steps": steps,
             "relative_l2": float(np.linalg.norm(predicted - exact) / np.linalg.norm(exact)),
             "network_evaluations": steps * (256 + 128), "seconds": seconds,
             "parameters": sum(p.numel() for p in net.parameters())}
@@ -129,19 +152,21 @@ def run_deepxde(steps):
 
 def table(rows):
     lines = ["| problem | set-up | steps | relative L2 | learned-part error | network "
-             "evaluations | seconds | parameters |", "|---|---|---|---|---|---|---|---|"]
+             "evaluations | seconds | parameters | command |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         learned = f"{row['learned_part_error']:.2e}" if "learned_part_error" in row else "-"
         lines.append(f"| {row['problem']} | {row['setup']} | {row['steps']} | "
                      f"{row['relative_l2']:.2e} | {learned} | {row['network_evaluations']:,} | "
-                     f"{row['seconds']:.0f} | {row['parameters']:,} |")
+                     f"{row['seconds']:.0f} | {row['parameters']:,} | `{row['command']}` |")
     return "\n".join(lines)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
-    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--setups", nargs="*", choices=list(SETUPS),
+                        help="default: each problem's own list; none: only DeepXDE")
     parser.add_argument("--steps-scale", type=float, default=1.0)
     parser.add_argument("--no-deepxde", action="store_true")
     parser.add_argument("--out", default="benchmarks/results")
@@ -149,25 +174,32 @@ def main(argv=None):
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = "python benchmarks/pinn.py " + " ".join(argv or sys.argv[1:])
-    rows = []
+    command = ("python benchmarks/pinn.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)).strip()
+    results = out / "pinn.json"
+    order = [(name, setup) for name in PROBLEMS for setup in (*SETUPS, DEEPXDE)]
 
     def record(row):
-        # Rewritten after every run, so a long benchmark leaves its results as it goes.
-        rows.append(row)
+        # Rows of runs not repeated are kept (read afresh, so runs of different problems may go
+        # side by side); each row records the command that made it. Rewritten after every
+        # run, so a long benchmark leaves its results as it goes.
+        row["command"] = command
+        rows = json.loads(results.read_text()) if results.exists() else []
+        rows = [r for r in rows if (r["problem"], r["setup"]) != (row["problem"], row["setup"])]
+        rows = sorted(rows + [row], key=lambda r: order.index((r["problem"], r["setup"])))
         print(json.dumps(row), flush=True)
-        (out / "pinn.json").write_text(json.dumps(rows, indent=1))
-        (out / "pinn.md").write_text(f"# PINN benchmark\n\nCommand: `{command.strip()}`\n\n"
-                                     + table(rows) + "\n")
+        results.write_text(json.dumps(rows, indent=1))
+        (out / "pinn.md").write_text("# PINN benchmark\n\n" + table(rows) + "\n")
 
     for name in args.problems:
-        for setup in args.setups:
+        setups = PROBLEMS[name].get("setups", FIRST_FOUR) if args.setups is None else args.setups
+        for setup in setups:
             record(run_hybridnet(name, setup, args.steps_scale))
         if name == "poisson" and not args.no_deepxde:
-            row = run_deepxde(max(1, int(PROBLEMS["poisson"][2] * args.steps_scale)))
+            row = run_deepxde(max(1, int(PROBLEMS["poisson"]["steps"] * args.steps_scale)))
             if row is not None:
                 record(row)
-    print(table(rows))
+    print((out / "pinn.md").read_text())
 
 
 if __name__ == "__main__":
