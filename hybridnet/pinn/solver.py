@@ -435,7 +435,9 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         optimizer = torch.optim.Adam(self._loss_module.parameters(), lr=self.learning_rate)
         schedule = torch.optim.lr_scheduler.ExponentialLR(
             optimizer, gamma=(1 / 20) ** (1 / self.max_iter))
-        balancing = self.loss_balancing != "none"
+        has_data = data is not None and data[1] is not None
+        # Hard constraints alone leave nothing to balance against the residual.
+        balancing = self.loss_balancing != "none" and (len(self.pde.conditions) > 0 or has_data)
 
         def step(_):
             draws = self._draw(generator, data)
