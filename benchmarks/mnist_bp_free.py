@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 import torch
+from _results import command_line, merge_rows
 from torch import nn
 
 from hybridnet import TTLinear
@@ -134,8 +135,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     data = load_mnist()
-    command = "python benchmarks/mnist_bp_free.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)
+    command = command_line("mnist_bp_free.py", argv)
     rows = []
     for key in args.runs:
         name, tt, method = RUNS[key]
@@ -153,16 +153,12 @@ def main(argv=None):
         rows.append({"run": name, "test_accuracy": accuracy(model, *data[2:]),
                      "parameters": sum(p.numel() for p in model.parameters()),
                      "seconds": time.perf_counter() - start, **info,
-                     "command": command.strip()})
+                     "command": command})
         print(json.dumps(rows[-1]), flush=True)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    # Runs not repeated now keep their earlier results (each row records its own command).
-    results = out / "mnist_bp_free.json"
-    earlier = json.loads(results.read_text()) if results.exists() else []
-    rows = [r for r in earlier if r["run"] not in {row["run"] for row in rows}] + rows
-    rows.sort(key=lambda row: row["run"])
-    results.write_text(json.dumps(rows, indent=1))
+    rows = merge_rows(out / "mnist_bp_free.json", rows, key=lambda row: row["run"],
+                      sort_key=lambda row: row["run"])
     lines = ["| run | test accuracy | trainable parameters | epochs | loss evaluations | "
              "wall seconds | command |", "|---|---|---|---|---|---|---|"]
     for row in rows:

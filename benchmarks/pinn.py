@@ -11,9 +11,9 @@ For each problem (Poisson 2-D, heat 1-D, Burgers 1-D, Black-Scholes, HJB 20-D) a
 point instead of the sparse grid's 925), reports the relative L2 error against the reference
 solution (10,000 uniform points), network evaluations, wall time and trainable parameters; for
 HJB also the relative error of the learned part ``N`` against its exact value 1, since the
-known part ``sum x_i + 1 - t`` dominates u. With
-DeepXDE installed (the ``benchmarks`` extra; PyTorch back end) it also trains DeepXDE on the same
-Poisson problem with the same network, optimiser, learning rate and step count.
+known part ``sum x_i + 1 - t`` dominates u. With DeepXDE installed (the ``benchmarks`` extra;
+PyTorch back end) it also trains DeepXDE on the same Poisson problem with the same network,
+optimiser, learning rate and step count.
 
 Usage::
 
@@ -29,11 +29,11 @@ import json
 import math
 import os
 import pathlib
-import sys
 import time
 
 import numpy as np
 import torch
+from _results import command_line, merge_rows
 
 from hybridnet import PINNSolver
 from hybridnet.pinn import problems
@@ -48,7 +48,7 @@ SETUPS = {
                                              training="bp_free", tt_rank=4,
                                              zo_estimator="central_rge", zo_samples=10),
 }
-FIRST_FOUR = tuple(SETUPS)[:4]
+STANDARD_SETUPS = tuple(SETUPS)[:4]
 _SMALL = dict(hidden_layer_sizes=(64, 64), n_collocation=256)
 # Per problem: the network, steps of first-order and of BP-free training (both scaled by
 # --steps-scale), the set-ups run, and options (steps included) of single set-ups.
@@ -61,7 +61,7 @@ PROBLEMS = {
     "hjb": dict(
         make=lambda: problems.hjb(20), steps=1000, bp_free_steps=200,
         options=dict(hidden_layer_sizes=(128, 128), activation="sin", n_collocation=100),
-        setups=FIRST_FOUR + ("finite differences + BP-free, TT",),
+        setups=STANDARD_SETUPS + ("finite differences + BP-free, TT",),
         overrides={
             # Adam alone stalls near 6e-3 whatever the step count; L-BFGS on one draw of 2,000
             # points after Adam (1,000 points gave 7e-4 to 1.04e-3 depending on thread count).
@@ -174,26 +174,20 @@ def main(argv=None):
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    command = ("python benchmarks/pinn.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)).strip()
-    results = out / "pinn.json"
+    command = command_line("pinn.py", argv)
     order = [(name, setup) for name in PROBLEMS for setup in (*SETUPS, DEEPXDE)]
 
     def record(row):
-        # Rows of runs not repeated are kept (read afresh, so runs of different problems may go
-        # side by side); each row records the command that made it. Rewritten after every
-        # run, so a long benchmark leaves its results as it goes.
+        # Written after every run, so a long benchmark leaves its results as it goes.
         row["command"] = command
-        rows = json.loads(results.read_text()) if results.exists() else []
-        rows = [r for r in rows if (r["problem"], r["setup"]) != (row["problem"], row["setup"])]
-        rows = sorted(rows + [row], key=lambda r: order.index((r["problem"], r["setup"])))
         print(json.dumps(row), flush=True)
-        results.write_text(json.dumps(rows, indent=1))
+        rows = merge_rows(out / "pinn.json", [row], key=lambda r: (r["problem"], r["setup"]),
+                          sort_key=lambda r: order.index((r["problem"], r["setup"])))
         (out / "pinn.md").write_text("# PINN benchmark\n\n" + table(rows) + "\n")
 
     for name in args.problems:
-        setups = PROBLEMS[name].get("setups", FIRST_FOUR) if args.setups is None else args.setups
-        for setup in setups:
+        default = PROBLEMS[name].get("setups", STANDARD_SETUPS)
+        for setup in default if args.setups is None else args.setups:
             record(run_hybridnet(name, setup, args.steps_scale))
         if name == "poisson" and not args.no_deepxde:
             row = run_deepxde(max(1, int(PROBLEMS["poisson"]["steps"] * args.steps_scale)))

@@ -18,9 +18,9 @@ import argparse
 import json
 import pathlib
 import statistics
-import sys
 
 import torch
+from _results import command_line
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
@@ -61,8 +61,7 @@ def main(argv=None):
              "ratio_to_digital": statistics.median(values) / digital,
              "device_queries_per_epoch": queries[name] / (args.epochs - 1)}
             for name, values in timings.items()]
-    command = ("python benchmarks/speed.py " + " ".join(
-        sys.argv[1:] if argv is None else argv)).strip()
+    command = command_line("speed.py", argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "speed.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))

@@ -445,7 +445,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
             terms = self._loss_module.terms(*draws)
             if balancing and len(self.history_) % BALANCE_EVERY == 0:
                 self._balance(terms)
-            loss = terms @ self._loss_module.weights(len(draws) > 3).to(terms.dtype)
+            loss = terms @ self._loss_module.weights(has_data).to(terms.dtype)
             self._evaluations += self._evaluations_per_loss(draws)
             if not torch.isfinite(loss):
                 return loss.item(), 1.0
