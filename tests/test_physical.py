@@ -750,3 +750,29 @@ def test_complex_outputs_are_refused():
 def test_numpy_scalars_are_accepted_as_options():
     device = SLM(3, 3, phase_noise=np.float32(0.1), seed=0)
     assert device.phase_noise == pytest.approx(0.1)
+
+
+def test_mzi_repeated_queries_follow_parameter_changes():
+    # The mesh remembers U between queries at the same phases; answers must still track every
+    # change of the phases and of the fabrication offsets, and count every query.
+    mesh = MZIMesh(5, 4, seed=0, fabrication_error=0.1)
+    g = rng(12)
+    x = g.normal(size=(3, 5))
+    offsets = mesh.fabrication_offsets.numpy()
+    for _ in range(2):
+        params = g.uniform(0, TWO_PI, mesh.n_params)
+        for _ in range(2):
+            y = mesh(t64(x), t64(params)).numpy()
+            np.testing.assert_allclose(y, ref_mesh(x, params + offsets, 5, 4), atol=1e-10)
+    assert mesh.n_queries == 12 and mesh.n_calls == 4
+
+
+def test_mzi_twin_gradient_is_not_cut_by_repeated_queries():
+    mesh = MZIMesh(4, 4, seed=0)
+    params = mesh.initial_params().double()
+    x = torch.randn(2, 4, dtype=torch.float64)
+    with torch.no_grad():
+        mesh(x, params)  # a query without autograd at the same phases comes first
+    params.requires_grad_(True)
+    mesh(x, params).sum().backward()
+    assert params.grad is not None and bool(params.grad.abs().sum() > 0)

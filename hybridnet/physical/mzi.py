@@ -65,6 +65,7 @@ class MZIMesh(PhotonicDevice):
         self.output = output
         self.linear = output == "real"
         self.n_modes = n_modes
+        self._unitary_memo = None
 
     def initial_params(self, generator=None):
         """Phases ~ N(pi/2, 1/sqrt(N))."""
@@ -84,18 +85,29 @@ class MZIMesh(PhotonicDevice):
 
         The field is kept as its even modes ``a`` and odd modes ``b``: an even column mixes the
         pairs (a_k, b_k), an odd column the pairs (b_k, a_{k+1}), so every column is a few
-        elementwise products over all settings and inputs at once.
+        elementwise products over all settings and inputs at once. The loop runs once per
+        repetition (N/2 times), so the coefficients are split per repetition beforehand: inside
+        the loop every tensor op is arithmetic, not indexing.
         """
         even, odd = self._columns(phases)
+
+        def per_repetition(blocks):
+            # (settings, repetitions, pairs, 2, 2) -> for each entry (i, j), one tensor
+            # (settings, 1, pairs) per repetition, broadcasting over the batch.
+            return [blocks[..., i, j].unsqueeze(1).unbind(2) for i in (0, 1) for j in (0, 1)]
+
+        even_00, even_01, even_10, even_11 = per_repetition(even)
+        odd_00, odd_01, odd_10, odd_11 = per_repetition(odd)
         a, b = field[..., 0::2], field[..., 1::2]
-        for repetition in range(self.n_modes // 2):
-            t = even[:, repetition].unsqueeze(1)  # broadcast over the batch
-            a, b = t[..., 0, 0] * a + t[..., 0, 1] * b, t[..., 1, 0] * a + t[..., 1, 1] * b
+        for r in range(self.n_modes // 2):
+            a, b = (torch.addcmul(even_00[r] * a, even_01[r], b),
+                    torch.addcmul(even_10[r] * a, even_11[r], b))
             if self.n_modes > 2:
-                t = odd[:, repetition].unsqueeze(1)
                 upper, lower = b[..., :-1], a[..., 1:]
-                b = torch.cat([t[..., 0, 0] * upper + t[..., 0, 1] * lower, b[..., -1:]], -1)
-                a = torch.cat([a[..., :1], t[..., 1, 0] * upper + t[..., 1, 1] * lower], -1)
+                b = torch.cat([torch.addcmul(odd_00[r] * upper, odd_01[r], lower),
+                               b[..., -1:]], -1)
+                a = torch.cat([a[..., :1], torch.addcmul(odd_10[r] * upper, odd_11[r], lower)],
+                              -1)
         return torch.stack([a, b], dim=-1).flatten(-2)
 
     def unitary(self, phases):
@@ -105,15 +117,34 @@ class MZIMesh(PhotonicDevice):
         # Row j of the propagated identity is U e_j, i.e. the transpose of U.
         return self._propagate(eye.expand(phases.shape[0], -1, -1), phases).transpose(1, 2)
 
+    def _memoized_unitary(self, phases):
+        """U for one setting of applied phases, remembered until the phases change.
+
+        In-situ training queries the device several times at the same phases (the forward
+        pass, then the surrogate's probes), so the simulator builds U once and answers the rest
+        by a matrix product. A simulator shortcut only: every query is still counted. Phases
+        that carry autograd history (the digital twin) are never memoized.
+        """
+        if phases.requires_grad:
+            return self.unitary(phases)
+        memo = self._unitary_memo
+        if (memo is not None and memo[0].dtype == phases.dtype
+                and memo[0].device == phases.device and torch.equal(memo[0], phases)):
+            return memo[1]
+        unitary = self.unitary(phases)
+        self._unitary_memo = (phases.clone(), unitary)
+        return unitary
+
     def _transfer(self, x, phases):
         n_settings, batch, _ = x.shape
         padded = torch.nn.functional.pad(x, (0, self.n_modes - self.in_features))
-        if batch > self.n_modes:
+        field = padded.to(torch.promote_types(padded.dtype, torch.complex64))
+        if n_settings == 1:
+            field = field @ self._memoized_unitary(phases).transpose(1, 2)
+        elif batch > self.n_modes:
             # Cheaper to build U once per setting than to push every input through the columns.
-            field = padded.to(torch.promote_types(padded.dtype, torch.complex64)) @ \
-                self.unitary(phases).transpose(1, 2)
+            field = field @ self.unitary(phases).transpose(1, 2)
         else:
-            field = self._propagate(padded.to(torch.promote_types(padded.dtype,
-                                                                  torch.complex64)), phases)
+            field = self._propagate(field, phases)
         field = field[:, :, :self.out_features]
         return field.real if self.output == "real" else field.abs() ** 2
