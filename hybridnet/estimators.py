@@ -33,6 +33,7 @@ from .layers import split_parameters
 from .network import ACTIVATIONS, DEVICES, build_mlp
 from .optim import BatchedLoss, PlateauSwitch, ZerothOrderOptimizer
 from .physical import BlackBox, BlackBoxError
+from .surrogate import UPDATES
 from .training import (
     EarlyStopping,
     History,
@@ -81,11 +82,11 @@ class _BaseHybridNet(BaseEstimator):
     def __init__(self, hidden_layer_sizes=(64, 64), activation="relu", *, physical_layer="mzi",
                  physical_positions=None, device_options=None, training="surrogate",
                  surrogate_rank=None, surrogate_probes=None, surrogate_rebuild_every=None,
-                 zo_estimator="rge", zo_samples=10, zo_smoothing=1e-3, tt_rank=None,
-                 learning_rate=3e-3, device_learning_rate=1e-2, batch_size=64, max_iter=50,
-                 tol=1e-4, early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 warm_start=False, random_state=None, device="cpu", verbose=False,
-                 module=None):
+                 surrogate_update="auto", zo_estimator="rge", zo_samples=10, zo_smoothing=1e-3,
+                 tt_rank=None, learning_rate=3e-3, device_learning_rate=1e-2, batch_size=64,
+                 max_iter=50, tol=1e-4, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=10, warm_start=False, random_state=None, device="cpu",
+                 verbose=False, module=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.physical_layer = physical_layer
@@ -95,6 +96,7 @@ class _BaseHybridNet(BaseEstimator):
         self.surrogate_rank = surrogate_rank
         self.surrogate_probes = surrogate_probes
         self.surrogate_rebuild_every = surrogate_rebuild_every
+        self.surrogate_update = surrogate_update
         self.zo_estimator = zo_estimator
         self.zo_samples = zo_samples
         self.zo_smoothing = zo_smoothing
@@ -126,6 +128,7 @@ class _BaseHybridNet(BaseEstimator):
         if not (self.physical_layer is None or isinstance(self.physical_layer, BlackBox)):
             _check_choice("physical_layer", self.physical_layer, DEVICES)
         _check_choice("training", self.training, TRAININGS)
+        _check_choice("surrogate_update", self.surrogate_update, UPDATES)
         _check_choice("zo_estimator", self.zo_estimator,
                       BP_FREE_ESTIMATORS if self.training == "bp_free" else ESTIMATORS)
         for name in ("surrogate_rank", "surrogate_probes", "surrogate_rebuild_every", "tt_rank"):
@@ -164,6 +167,7 @@ class _BaseHybridNet(BaseEstimator):
         return dict(training=training, surrogate_rank=rank,
                     surrogate_probes=self.surrogate_probes,
                     surrogate_rebuild_every=self.surrogate_rebuild_every,
+                    surrogate_update=self.surrogate_update,
                     zo_estimator=zo_estimator, zo_samples=self.zo_samples,
                     zo_smoothing=float(self.zo_smoothing))
 
@@ -395,6 +399,10 @@ _PARAMETERS_DOC = """
         Probes per surrogate update; default ``max(surrogate_rank, 32)``.
     surrogate_rebuild_every : int, optional
         Rebuild each surrogate from scratch every this many steps; None never does.
+    surrogate_update : {"auto", "psi", "requery"}, default="auto"
+        How each surrogate follows its device after a step: the projector-splitting integrator
+        (``2 (rank + probes)`` queries), a full re-query of the matrix (``in_features``
+        queries, exact), or "auto", whichever costs fewer queries.
     zo_estimator : {"rge", "central_rge", "sign_rge", "cge"}, default="rge"
         Zeroth-order estimator of the device parameters' gradient.
     zo_samples : int, default=10

@@ -25,7 +25,7 @@ from torch import nn
 
 from ._random import make_generator, randn
 from .physical.base import BlackBox, BlackBoxError
-from .surrogate import LowRankSurrogate
+from .surrogate import UPDATES, LowRankSurrogate
 from .zeroth_order import DISTRIBUTIONS, ESTIMATORS, zo_gradient
 
 TRAININGS = ("surrogate", "backprop", "digital")
@@ -134,6 +134,10 @@ class BlackBoxLayer(nn.Module):
         Gaussian probes per surrogate update; default ``max(surrogate_rank, 32)``.
     surrogate_rebuild_every : int, optional
         Rebuild the surrogate from scratch every this many updates; None never does.
+    surrogate_update : {"auto", "psi", "requery"}, default="auto"
+        How the surrogate follows the device after each step: the projector-splitting
+        integrator (2 (r + M) queries), a full re-query and SVD (in_features queries, exact), or
+        "auto", whichever costs fewer queries (see :mod:`hybridnet.surrogate`).
     zo_estimator : {"rge", "central_rge", "sign_rge", "cge"}, default="rge"
         Zeroth-order estimator of the device parameters' gradient.
     zo_samples : int, default=10
@@ -181,7 +185,7 @@ class BlackBoxLayer(nn.Module):
 
     def __init__(self, black_box, training="surrogate", surrogate_rank=10, *,
                  surrogate_init="svd", surrogate_probes=None, surrogate_rebuild_every=None,
-                 zo_estimator="rge", zo_samples=10, zo_smoothing=1e-3,
+                 surrogate_update="auto", zo_estimator="rge", zo_samples=10, zo_smoothing=1e-3,
                  zo_distribution="gaussian", input_gradient="auto", batch_compression=True,
                  seed=None):
         super().__init__()
@@ -189,6 +193,7 @@ class BlackBoxLayer(nn.Module):
             raise TypeError("black_box must be a hybridnet.physical.BlackBox (wrap a plain "
                             f"callable in FunctionBlackBox), got {type(black_box).__name__}")
         for name, value, allowed in (("training", training, TRAININGS),
+                                     ("surrogate_update", surrogate_update, UPDATES),
                                      ("zo_estimator", zo_estimator, ESTIMATORS),
                                      ("zo_distribution", zo_distribution, DISTRIBUTIONS),
                                      ("input_gradient", input_gradient, INPUT_GRADIENTS)):
@@ -230,6 +235,7 @@ class BlackBoxLayer(nn.Module):
             self.surrogate = LowRankSurrogate(
                 self.in_features, self.out_features, surrogate_rank, n_probes=surrogate_probes,
                 init=surrogate_init, rebuild_every=surrogate_rebuild_every,
+                update=surrogate_update,
                 generator=self.generator)
             # The parameters the surrogate was last brought up to date with.
             self.register_buffer("surrogate_params", torch.zeros(black_box.n_params))

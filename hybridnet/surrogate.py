@@ -26,6 +26,10 @@ of setting the device back to its old parameters, the surrogate queries its next
 rows of the new V and fresh Z) right after each update and keeps the answers: every query is
 then made at the device's current parameters, which is what a real device with slow phase
 settling wants, for the same 2(r + M) queries per step.
+
+A full re-query (n queries, exact truncated SVD) is the alternative update. It is cheaper than
+the integrator whenever ``n <= 2 (r + M)`` (narrow layers, or a rank near n) and then also more
+accurate, so ``update="auto"`` picks it there and the integrator for wide layers.
 """
 
 import torch
@@ -34,6 +38,7 @@ from torch import nn
 from ._random import randn
 
 INITS = ("svd", "randomized")
+UPDATES = ("auto", "psi", "requery")
 
 
 class LowRankSurrogate(nn.Module):
@@ -56,6 +61,10 @@ class LowRankSurrogate(nn.Module):
         Extra range-finder inputs for ``init="randomized"``.
     rebuild_every : int, optional
         Rebuild from scratch every this many updates, which bounds drift; None never rebuilds.
+    update : {"auto", "psi", "requery"}, default="auto"
+        How :meth:`update` follows the device: "psi", the projector-splitting integrator
+        (2 (r + M) queries); "requery", a full query and truncated SVD (n queries, exact);
+        "auto", whichever needs fewer queries.
     generator : torch.Generator
         Source of the probes.
 
@@ -67,19 +76,26 @@ class LowRankSurrogate(nn.Module):
         Integrator steps and full (re)builds so far.
     n_queries : int
         Device queries spent by the surrogate.
+    requeries : bool
+        Whether updates re-query the full matrix (resolved from ``update``).
     """
 
     def __init__(self, in_features, out_features, rank, *, n_probes=None, init="svd",
-                 oversampling=10, rebuild_every=None, generator=None):
+                 oversampling=10, rebuild_every=None, update="auto", generator=None):
         super().__init__()
         if init not in INITS:
             raise ValueError(f"surrogate init must be one of {INITS}, got {init!r}")
+        if update not in UPDATES:
+            raise ValueError(f"surrogate update must be one of {UPDATES}, got {update!r}")
         self.in_features, self.out_features = in_features, out_features
         self.rank = min(rank, in_features, out_features)
         self.n_probes = max(self.rank, 32) if n_probes is None else n_probes
         self.init = init
         self.oversampling = oversampling
         self.rebuild_every = rebuild_every
+        self.update_rule = update
+        self.requeries = update == "requery" or (
+            update == "auto" and in_features <= 2 * (self.rank + self.n_probes))
         self.generator = generator
         self.n_updates = self.n_rebuilds = self.n_queries = 0
         self.register_buffer("U", torch.zeros(out_features, self.rank))
@@ -105,7 +121,7 @@ class LowRankSurrogate(nn.Module):
         """Initialise the factors from the device; ``query(inputs (K, n)) -> (K, m)``."""
         options = dict(dtype=self.U.dtype, device=self.U.device)
         rank = self.rank
-        if self.init == "svd":
+        if self.init == "svd" or self.requeries:
             matrix = self._query(query, torch.eye(self.in_features, **options)).T
             u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
         else:
@@ -121,7 +137,8 @@ class LowRankSurrogate(nn.Module):
         self.V.copy_(vh[:rank])
         self.n_rebuilds += 1
         self.built.fill_(True)
-        self._record_probes(query)
+        if not self.requeries:
+            self._record_probes(query)
 
     def _record_probes(self, query):
         """Query the next update's probes (rows of V, fresh Z) at the current parameters."""
@@ -131,9 +148,10 @@ class LowRankSurrogate(nn.Module):
         self.probe_outputs.copy_(self._query(query, self.probes))
 
     def update(self, query):
-        """One projector-splitting step for the change of the device since the last record."""
+        """Follow the device: a projector-splitting step for its change since the last record,
+        or a full re-query (see ``update``)."""
         self.n_updates += 1
-        if self.rebuild_every and self.n_updates % self.rebuild_every == 0:
+        if self.requeries or (self.rebuild_every and self.n_updates % self.rebuild_every == 0):
             self.build(query)
             return
         change = self._query(query, self.probes) - self.probe_outputs  # rows: dA p for probes p
@@ -151,4 +169,5 @@ class LowRankSurrogate(nn.Module):
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"rank={self.rank}, n_probes={self.n_probes}, init={self.init!r}, "
+                f"update={'requery' if self.requeries else 'psi'}, "
                 f"rebuild_every={self.rebuild_every}")

@@ -305,6 +305,7 @@ def test_bad_targets_and_shapes(iris):
     ({"physical_layer": "laser"}, "physical_layer must be one of"),
     ({"training": "digital"}, "training must be one of"),
     ({"zo_estimator": "spsa"}, "zo_estimator must be one of"),
+    ({"surrogate_update": "never"}, "surrogate_update must be one of"),
     ({"surrogate_rank": 0}, "surrogate_rank must be an int >= 1"),
     ({"tt_rank": 2.5}, "tt_rank must be an int >= 1"),
     ({"zo_samples": -1}, "zo_samples must be an int >= 1"),

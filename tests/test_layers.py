@@ -96,27 +96,26 @@ def test_batch_compression_gives_the_same_estimate():
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-9)
 
 
-def test_query_counts_are_exact():
+@pytest.mark.parametrize("update", ["psi", "requery"])
+def test_query_counts_are_exact(update):
     batch, n, m, rank, probes, samples = 40, 6, 3, 2, 5, 7
     layer = BlackBoxLayer(MRRBank(n, m, seed=0), surrogate_rank=rank, surrogate_probes=probes,
-                          zo_samples=samples, seed=0)
+                          surrogate_update=update, zo_samples=samples, seed=0)
     box = layer.black_box
     x = torch.randn(batch, n, requires_grad=True)
     layer(x).sum().backward()
-    build = n + (rank + probes)
+    # The integrator records its first probes right after the build; a re-query needs none.
+    build = n + (rank + probes) if update == "psi" else n
     forward = batch
     zo = (samples + 1) * m  # compressed: m rows per setting, plus the unperturbed one
     assert box.n_queries == build + forward + zo
-    assert box.n_calls == 2 + 1 + 1
+    assert box.n_calls == (2 if update == "psi" else 1) + 1 + 1
     with torch.no_grad():
         layer.params.add_(0.01)
     box.reset_counters()
     layer(x).sum().backward()
-    assert box.n_queries == 2 * (rank + probes) + forward + zo
-    box.reset_counters()
-    with torch.no_grad():
-        layer(x)
-    assert (box.n_queries, box.n_calls) == (batch, 1)
+    sync = 2 * (rank + probes) if update == "psi" else n
+    assert box.n_queries == sync + forward + zo
 
 
 def test_unchanged_parameters_skip_the_surrogate_update():
@@ -251,6 +250,7 @@ def test_leading_dimensions_and_wrong_width():
     ({"zo_smoothing": -1.0}, "zo_smoothing must be a positive number"),
     ({"input_gradient": "exact"}, "input_gradient must be one of"),
     ({"surrogate_init": "qr"}, "surrogate init must be one of"),
+    ({"surrogate_update": "never"}, "surrogate_update must be one of"),
 ])
 def test_invalid_options_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):

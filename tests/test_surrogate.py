@@ -33,7 +33,7 @@ def drift(n_probes, rebuild_every=None, rank=8, steps=100):
     g = torch.Generator().manual_seed(1)
     params = device.initial_params(g).double()
     surrogate = LowRankSurrogate(16, 16, rank, n_probes=n_probes, rebuild_every=rebuild_every,
-                                 generator=g).double()
+                                 update="psi", generator=g).double()
     surrogate.build(lambda inputs: device(inputs, params))
     for _ in range(steps):
         params = params + 0.01 * torch.randn(params.shape, generator=g, dtype=torch.float64)
@@ -45,7 +45,7 @@ def drift(n_probes, rebuild_every=None, rank=8, steps=100):
 def test_svd_build_is_the_best_rank_r_approximation():
     device = MZIMesh(12, 10, seed=0)
     params = device.initial_params().double()
-    surrogate = LowRankSurrogate(12, 10, 4, generator=torch.Generator()).double()
+    surrogate = LowRankSurrogate(12, 10, 4, update="psi", generator=torch.Generator()).double()
     surrogate.build(lambda inputs: device(inputs, params))
     matrix = device_matrix(device, params)
     assert relative_error(matrix, surrogate) == pytest.approx(best_error(matrix, 4), rel=1e-9)
@@ -77,7 +77,7 @@ def test_update_is_exact_for_a_change_inside_the_rank_r_manifold():
     v0, _ = torch.linalg.qr(torch.randn(12, 4, generator=g, dtype=torch.float64))
     matrix = lambda w: u0 @ torch.diag(w) @ v0.T  # noqa: E731
     w = torch.tensor([4.0, 3.0, 2.0, 1.0], dtype=torch.float64)
-    surrogate = LowRankSurrogate(12, 10, 4, n_probes=20000, generator=g).double()
+    surrogate = LowRankSurrogate(12, 10, 4, n_probes=20000, update="psi", generator=g).double()
     surrogate.build(lambda inputs: inputs @ matrix(w).T)
     w_new = w + torch.tensor([0.1, -0.2, 0.05, 0.1], dtype=torch.float64)
     surrogate.update(lambda inputs: inputs @ matrix(w_new).T)
@@ -98,20 +98,47 @@ def test_randomized_init_improves_with_probes_and_uses_fewer_queries():
     errors = []
     for n_probes in (16, 1024):
         surrogate = LowRankSurrogate(64, 64, 4, n_probes=n_probes, init="randomized",
-                                     oversampling=4,
+                                     oversampling=4, update="psi",
                                      generator=torch.Generator().manual_seed(0)).double()
         surrogate.build(lambda inputs: device(inputs, params))
         errors.append(relative_error(matrix, surrogate))
     assert errors[1] < errors[0]
     assert errors[1] < best_error(matrix, 4) + 0.1
     cheap = LowRankSurrogate(64, 64, 4, n_probes=16, init="randomized", oversampling=4,
-                             generator=torch.Generator())
+                             update="psi", generator=torch.Generator())
     cheap.build(lambda inputs: device(inputs.double(), params).float())
     # Range finder (rank + oversampling) and probes: 24 queries instead of 64; then the first
     # update's probes are recorded (rank + probes).
     assert cheap.n_queries == (4 + 4 + 16) + (4 + 16)
 
 
-def test_bad_init_is_refused():
+def test_requery_update_is_exact_and_costs_n_queries():
+    device = MRRBank(16, 16, seed=0)
+    g = torch.Generator().manual_seed(1)
+    params = device.initial_params(g).double()
+    surrogate = LowRankSurrogate(16, 16, 4, update="requery", generator=g).double()
+    surrogate.build(lambda inputs: device(inputs, params))
+    for _ in range(3):
+        params = params + 0.05 * torch.randn(params.shape, generator=g, dtype=torch.float64)
+        surrogate.update(lambda inputs, params=params: device(inputs, params))
+    matrix = device_matrix(device, params)
+    assert relative_error(matrix, surrogate) == pytest.approx(best_error(matrix, 4), rel=1e-9)
+    assert surrogate.n_queries == 4 * 16  # the build and three updates, no probes
+
+
+@pytest.mark.parametrize(("in_features", "rank", "n_probes", "requeries"), [
+    (16, 8, None, True),     # 16 <= 2 (8 + 32): re-querying the matrix is cheaper
+    (72, 4, None, True),     # 72 == 2 (4 + 32)
+    (73, 4, None, False),    # one column more and the integrator is cheaper
+    (784, 10, 100, False),
+])
+def test_auto_update_picks_the_cheaper_rule(in_features, rank, n_probes, requeries):
+    surrogate = LowRankSurrogate(in_features, 16, rank, n_probes=n_probes)
+    assert surrogate.requeries is requeries
+
+
+def test_bad_init_and_update_are_refused():
     with pytest.raises(ValueError, match="surrogate init must be one of"):
         LowRankSurrogate(4, 4, 2, init="qr")
+    with pytest.raises(ValueError, match="surrogate update must be one of"):
+        LowRankSurrogate(4, 4, 2, update="sometimes")
