@@ -128,13 +128,13 @@ def make_estimator(task, kind, options, seed, epochs, device_options=None):
         return HybridNetClassifier((HIDDEN, HIDDEN), physical_layer=kind, training=training,
                                    device_options=device_options, **options, **common)
     in_features = 2 * HIDDEN
+    torch.manual_seed(seed)  # the digital layers' initialisation
     if kind is None:
         middle = nn.Linear(in_features, HIDDEN)
     else:
         device = DEVICES[kind](in_features, HIDDEN, seed=seed, **(device_options or {}))
         options.setdefault("surrogate_rank", HIDDEN // 2)
         middle = BlackBoxLayer(device, training=training, seed=seed, **options)
-    torch.manual_seed(seed)
     module = CharMLP(len(task.vocabulary), task.X_train.shape[1], middle)
     return HybridNetClassifier(module=module, **common)
 
@@ -177,7 +177,7 @@ def accuracy_study(datasets, scale, log):
             task = load(name, scale)
         except MissingData as error:
             log(f"SKIPPED {name}: {error}")
-            skipped.append({"dataset": name, "reason": str(error)})
+            skipped.append({"key": name, "dataset": name, "reason": str(error)})
             continue
         epochs = config["epochs"][name]
         seeds = config["seeds"]
@@ -196,7 +196,7 @@ def accuracy_study(datasets, scale, log):
                     f"({results[-1]['fit_seconds']:.0f} s)")
             scores = [r["score"] for r in results]
             rows.append({
-                "dataset": task.name, "kind": task.kind, "setup": setup,
+                "key": name, "dataset": task.name, "kind": task.kind, "setup": setup,
                 "n_train": len(task.X_train), "epochs": epochs, "seeds": run_seeds,
                 "scores": scores, "score_mean": float(np.mean(scores)),
                 "score_std": float(np.std(scores)),
@@ -362,11 +362,45 @@ def plot_noise(rows, path):
     plt.close(fig)
 
 
-def write(out, study, command, payload, table, plot=None):
-    (out / f"{study}.json").write_text(json.dumps({"command": command, **payload}, indent=1))
+def merge_accuracy(path, rows, skipped, command):
+    """Merge this run's rows into ``path``: the data sets run now replace their old rows, the
+    others keep theirs, so one data set can be re-run alone. Every row keeps its command."""
+    for row in rows + skipped:
+        row["command"] = command
+    old = json.loads(path.read_text()) if path.exists() else {"rows": [], "skipped": []}
+    rerun = {row["key"] for row in rows + skipped}
+    order = {key: index for index, key in enumerate(LOADERS)}
+    merged = {part: sorted([row for row in old[part] if row["key"] not in rerun] + new,
+                           key=lambda row: order[row["key"]])
+              for part, new in (("rows", rows), ("skipped", skipped))}
+    path.write_text(json.dumps(merged, indent=1))
+    return merged["rows"], merged["skipped"]
+
+
+def write(out, study, command, rows, table, plot):
+    (out / f"{study}.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
     (out / f"{study}.md").write_text(f"Command: `{command}`\n\n{table}\n")
-    if plot is not None:
-        plot(out / f"{study}.png")
+    plot(rows, out / f"{study}.png")
+
+
+SECTIONS = [("accuracy", "Accuracy, queries and time per data set"),
+            ("mismatch", "Fabrication mismatch (digits, detector noise 0.01)"),
+            ("noise", "Detector noise and phase quantization (digits, in situ)"),
+            ("speed", "Seconds per epoch at default settings (digits)")]
+
+
+def write_summary(out, scale):
+    """Gather the study tables and plots present in ``out`` into ``summary.md``."""
+    parts = [f"# Benchmark suite ({scale})\n"]
+    for study, title in SECTIONS:
+        if (out / f"{study}.md").exists():
+            body = (out / f"{study}.md").read_text()
+            if body.startswith("# "):  # speed.py's table has a title of its own
+                body = body.split("\n", 1)[1]
+            parts.append(f"## {title}\n\n{body.strip()}\n")
+            if (out / f"{study}.png").exists():
+                parts.append(f"![{title}]({study}.png)\n")
+    (out / "summary.md").write_text("\n".join(parts))
 
 
 def main(argv=None):
@@ -389,37 +423,23 @@ def main(argv=None):
     def log(message):
         print(f"[{time.perf_counter() - started:6.0f} s] {message}", flush=True)
 
-    sections = []
     if "accuracy" in args.studies:
-        rows, skipped = accuracy_study(args.datasets, scale, log)
-        table = accuracy_table(rows, skipped)
-        write(out, "accuracy", command, {"rows": rows, "skipped": skipped}, table,
-              (lambda path: plot_accuracy(rows, path)) if rows else None)
-        sections.append(("Accuracy, queries and time per data set", table, "accuracy.png"))
+        rows, skipped = merge_accuracy(out / "accuracy.json",
+                                       *accuracy_study(args.datasets, scale, log), command)
+        commands = "`, `".join(dict.fromkeys(row["command"] for row in rows + skipped))
+        (out / "accuracy.md").write_text(f"Commands: `{commands}`\n\n"
+                                         f"{accuracy_table(rows, skipped)}\n")
+        if rows:
+            plot_accuracy(rows, out / "accuracy.png")
     if "mismatch" in args.studies:
         rows = mismatch_study(scale, log)
-        table = mismatch_table(rows)
-        write(out, "mismatch", command, {"rows": rows}, table,
-              lambda path: plot_mismatch(rows, path))
-        sections.append(("Fabrication mismatch (digits, detector noise 0.01)", table,
-                         "mismatch.png"))
+        write(out, "mismatch", command, rows, mismatch_table(rows), plot_mismatch)
     if "noise" in args.studies:
         rows = noise_study(scale, log)
-        table = noise_table(rows)
-        write(out, "noise", command, {"rows": rows}, table, lambda path: plot_noise(rows, path))
-        sections.append(("Detector noise and phase quantization (digits, in situ)", table,
-                         "noise.png"))
+        write(out, "noise", command, rows, noise_table(rows), plot_noise)
     if "speed" in args.studies:
         speed.main(SCALES[scale]["speed"] + ["--out", str(out)])
-        sections.append(("Seconds per epoch, default settings (digits)",
-                         (out / "speed.md").read_text().split("\n", 3)[-1], None))
-    summary = [f"# Benchmark suite ({scale})\n\nCommand: `{command}`; "
-               f"{time.perf_counter() - started:.0f} s on {torch.get_num_threads()} threads.\n"]
-    for title, table, figure in sections:
-        summary.append(f"## {title}\n\n{table}\n")
-        if figure:
-            summary.append(f"![{title}]({figure})\n")
-    (out / "summary.md").write_text("\n".join(summary))
+    write_summary(out, scale)
     log(f"done; tables in {out / 'summary.md'}")
 
 
