@@ -154,11 +154,14 @@ def fit_and_measure(task, kind, options, seed, epochs, device_options=None):
     fit_seconds = time.perf_counter() - start
     steps = model.n_iter_ * math.ceil(len(task.X_train) / model.batch_size)
     seconds = model.history_[1:, "seconds"] or model.history_[:, "seconds"]
-    surrogate_queries = sum(layer.surrogate.n_queries for layer in model.module_.modules()
-                            if isinstance(layer, BlackBoxLayer) and layer.surrogate is not None)
+    devices = [layer for layer in model.module_.modules() if isinstance(layer, BlackBoxLayer)]
+    surrogate_queries = sum(layer.surrogate.n_queries for layer in devices
+                            if layer.surrogate is not None)
     return {"score": score(model, task), "seconds_per_epoch": statistics.median(seconds),
             "fit_seconds": fit_seconds, "queries_per_step": model.n_device_queries_ / steps,
-            "surrogate_queries_per_step": surrogate_queries / steps}
+            "surrogate_queries_per_step": surrogate_queries / steps,
+            # One exact re-measurement of a device matrix costs one query per device input.
+            "full_requery_queries": sum(layer.in_features for layer in devices) or None}
 
 
 # ----------------------------------------------------------------------------- studies
@@ -203,9 +206,7 @@ def accuracy_study(datasets, scale, log):
                 "seconds_per_epoch": statistics.median(r["seconds_per_epoch"] for r in results),
                 "queries_per_step": results[0]["queries_per_step"],
                 "surrogate_queries_per_step": results[0]["surrogate_queries_per_step"],
-                # A full re-query costs one query per device input.
-                "full_requery_queries": None if kind is None else (
-                    2 * HIDDEN if task.kind == "language" else HIDDEN)})
+                "full_requery_queries": results[0]["full_requery_queries"]})
         digital = next(r for r in rows if r["dataset"] == task.name
                        and r["setup"] == "all-digital")
         for row in rows:

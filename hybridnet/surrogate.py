@@ -93,7 +93,6 @@ class LowRankSurrogate(nn.Module):
         self.init = init
         self.oversampling = oversampling
         self.rebuild_every = rebuild_every
-        self.update_rule = update
         self.requeries = update == "requery" or (
             update == "auto" and in_features <= 2 * (self.rank + self.n_probes))
         self.generator = generator
