@@ -81,9 +81,10 @@ class _BaseHybridNet(BaseEstimator):
 
     def __init__(self, hidden_layer_sizes=(64, 64), activation="relu", *, physical_layer="mzi",
                  physical_positions=None, device_options=None, training="surrogate",
-                 surrogate_rank=None, surrogate_probes=None, surrogate_rebuild_every=None,
-                 surrogate_update="auto", zo_estimator="rge", zo_samples=10, zo_smoothing=1e-3,
-                 tt_rank=None, learning_rate=3e-3, device_learning_rate=1e-2, batch_size=64,
+                 surrogate_rank=None, surrogate_probes=None, surrogate_update_every=4,
+                 surrogate_rebuild_every=None, surrogate_update="auto", zo_estimator="rge",
+                 zo_samples=10, zo_smoothing=1e-3, zo_batch_rank=16, tt_rank=None,
+                 learning_rate=3e-3, device_learning_rate=1e-2, batch_size=64,
                  max_iter=50, tol=1e-4, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, warm_start=False, random_state=None, device="cpu",
                  verbose=False, module=None):
@@ -95,11 +96,13 @@ class _BaseHybridNet(BaseEstimator):
         self.training = training
         self.surrogate_rank = surrogate_rank
         self.surrogate_probes = surrogate_probes
+        self.surrogate_update_every = surrogate_update_every
         self.surrogate_rebuild_every = surrogate_rebuild_every
         self.surrogate_update = surrogate_update
         self.zo_estimator = zo_estimator
         self.zo_samples = zo_samples
         self.zo_smoothing = zo_smoothing
+        self.zo_batch_rank = zo_batch_rank
         self.tt_rank = tt_rank
         self.learning_rate = learning_rate
         self.device_learning_rate = device_learning_rate
@@ -131,9 +134,11 @@ class _BaseHybridNet(BaseEstimator):
         _check_choice("surrogate_update", self.surrogate_update, UPDATES)
         _check_choice("zo_estimator", self.zo_estimator,
                       BP_FREE_ESTIMATORS if self.training == "bp_free" else ESTIMATORS)
-        for name in ("surrogate_rank", "surrogate_probes", "surrogate_rebuild_every", "tt_rank"):
+        for name in ("surrogate_rank", "surrogate_probes", "surrogate_rebuild_every",
+                     "zo_batch_rank", "tt_rank"):
             _check_number(name, getattr(self, name), integer=True, low=1, allow_none=True)
         _check_number("zo_samples", self.zo_samples, integer=True, low=1)
+        _check_number("surrogate_update_every", self.surrogate_update_every, integer=True, low=1)
         _check_number("batch_size", self.batch_size, integer=True, low=1)
         _check_number("max_iter", self.max_iter, integer=True, low=1)
         _check_number("n_iter_no_change", self.n_iter_no_change, integer=True, low=1)
@@ -166,10 +171,11 @@ class _BaseHybridNet(BaseEstimator):
         zo_estimator = "rge" if self.zo_estimator == "hybrid" else self.zo_estimator
         return dict(training=training, surrogate_rank=rank,
                     surrogate_probes=self.surrogate_probes,
+                    surrogate_update_every=self.surrogate_update_every,
                     surrogate_rebuild_every=self.surrogate_rebuild_every,
                     surrogate_update=self.surrogate_update,
                     zo_estimator=zo_estimator, zo_samples=self.zo_samples,
-                    zo_smoothing=float(self.zo_smoothing))
+                    zo_smoothing=float(self.zo_smoothing), zo_batch_rank=self.zo_batch_rank)
 
     def _build_module(self, n_inputs, n_outputs, hidden_sizes, seed):
         with torch.random.fork_rng(devices=[]):
@@ -397,6 +403,9 @@ _PARAMETERS_DOC = """
         Rank of each device's surrogate; default half the narrowest hidden layer.
     surrogate_probes : int, optional
         Probes per surrogate update; default ``max(surrogate_rank, 32)``.
+    surrogate_update_every : int, default=4
+        Update each surrogate only every this many training steps (input gradients in between
+        use a surrogate up to k - 1 steps old), for (k - 1) / k fewer surrogate queries.
     surrogate_rebuild_every : int, optional
         Rebuild each surrogate from scratch every this many steps; None never does.
     surrogate_update : {"auto", "psi", "requery"}, default="auto"
@@ -409,6 +418,11 @@ _PARAMETERS_DOC = """
         Random directions per step.
     zo_smoothing : float, default=1e-3
         Finite-difference step of the zeroth-order estimates.
+    zo_batch_rank : int or None, default=16
+        Directions of ``G^T X`` (upstream gradient times layer input) each device is queried
+        with per zeroth-order perturbation, instead of the whole batch; None queries all of
+        them (``min(batch_size, in, out)``, the exact objective). See
+        :class:`~hybridnet.BlackBoxLayer`.
     tt_rank : int, optional
         Make the digital linear maps :class:`~hybridnet.TTLinear` of this rank; None keeps
         them dense.

@@ -309,6 +309,8 @@ def test_bad_targets_and_shapes(iris):
     ({"surrogate_rank": 0}, "surrogate_rank must be an int >= 1"),
     ({"tt_rank": 2.5}, "tt_rank must be an int >= 1"),
     ({"zo_samples": -1}, "zo_samples must be an int >= 1"),
+    ({"zo_batch_rank": 0}, "zo_batch_rank must be an int >= 1"),
+    ({"surrogate_update_every": 1.5}, "surrogate_update_every must be an int >= 1"),
     ({"learning_rate": 0}, "learning_rate must be a number > 0"),
     ({"validation_fraction": 1.0}, "validation_fraction must be a number > 0 and < 1"),
     ({"batch_size": "64"}, "batch_size must be an int"),

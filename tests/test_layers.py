@@ -33,15 +33,15 @@ def digits():
 
 
 def test_full_rank_exact_gradients_reproduce_autograd_step_for_step():
-    # Full-rank surrogate rebuilt every step and central coordinate differences (exact on the
+    # Full-rank surrogate rebuilt on every step and central coordinate differences (exact on the
     # device's smooth phases up to O(mu^2)) against autograd through the same simulator.
     x = torch.randn(32, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     target = torch.randn(32, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
     trajectories = []
     for training in ("surrogate", "backprop"):
         layer = BlackBoxLayer(SLM(6, 5, seed=0), training=training, surrogate_rank=5,
-                              surrogate_rebuild_every=1, zo_estimator="cge", zo_smoothing=1e-5,
-                              seed=0)
+                              surrogate_update_every=1, surrogate_rebuild_every=1,
+                              zo_estimator="cge", zo_smoothing=1e-5, seed=0)
         model = model_with(layer)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
         losses = []
@@ -97,18 +97,75 @@ def test_batch_compression_gives_the_same_estimate():
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize(("upstream_rank", "exact"), [(3, True), (12, False)])
+def test_zo_batch_rank_compresses_the_objective(upstream_rank, exact):
+    """A rank-4 sketch of K = G^T X: exact when G has rank 3, near-optimal when rank 12."""
+    batch, n_in, n_out, sketch_rank = 40, 24, 20, 4
+    g = torch.Generator().manual_seed(0)
+    layer = BlackBoxLayer(MRRBank(n_in, n_out, seed=0), zo_batch_rank=sketch_rank,
+                          seed=0).double()
+    device, params = layer.black_box, layer.params.detach()
+    x = torch.randn(batch, n_in, generator=g, dtype=torch.float64)
+    # Upstream gradients with a decaying spectrum, as a classifier head gives.
+    left = torch.linalg.qr(torch.randn(batch, upstream_rank, generator=g,
+                                       dtype=torch.float64)).Q
+    right = torch.linalg.qr(torch.randn(n_out, upstream_rank, generator=g,
+                                        dtype=torch.float64)).Q
+    spectrum = torch.logspace(0, -2, upstream_rank, dtype=torch.float64)
+    upstream = left @ torch.diag(spectrum) @ right.T
+    y = device(x, params)
+    inputs, weights, value = layer._zo_queries(x, y, upstream)
+    compressed = upstream.T @ x
+    assert inputs.shape == (sketch_rank, n_in) and weights.shape == (sketch_rank, n_out)
+    torch.testing.assert_close(weights @ weights.T, torch.eye(sketch_rank, dtype=torch.float64))
+    torch.testing.assert_close(inputs, weights @ compressed)
+    # phi at the unperturbed point is computed without a query, and matches one.
+    torch.testing.assert_close(value, (device(inputs, params) * weights).sum())
+    # At any parameters, the sketched phi is <A, Q Q^T K> (Q = W^T); exact when K's rank fits.
+    moved = params + 0.3 * torch.randn(params.shape, generator=g, dtype=torch.float64)
+    matrix = device(torch.eye(n_in, dtype=torch.float64), moved).T
+    sketched = (device(inputs, moved) * weights).sum()
+    torch.testing.assert_close(sketched, (matrix * (weights.T @ inputs)).sum())
+    if exact:
+        torch.testing.assert_close(sketched, (device(x, moved) * upstream).sum())
+    # The sketch keeps nearly the energy of K's best rank-4 approximation.
+    singular_values = torch.linalg.svdvals(compressed)
+    best = singular_values[:sketch_rank].square().sum() / singular_values.square().sum()
+    kept = inputs.square().sum() / compressed.square().sum()
+    assert kept >= 0.98 * best
+    assert (kept > 1 - 1e-9) if exact else (kept < 1)
+
+
+def test_zo_batch_rank_sets_the_queries_per_perturbation():
+    x = torch.randn(64, 32, requires_grad=True)
+    counts = {}
+    for rank in (4, None):
+        layer = BlackBoxLayer(SLM(32, 48, seed=0), surrogate_rank=8, zo_samples=5,
+                              zo_batch_rank=rank, seed=0)
+        layer(x).sum().backward()  # builds the surrogate
+        layer.black_box.reset_counters()
+        surrogate_before = layer.surrogate.n_queries
+        with torch.no_grad():
+            layer.params.add_(0.01)
+        layer(x).square().sum().backward()
+        surrogate = layer.surrogate.n_queries - surrogate_before
+        counts[rank] = layer.black_box.n_queries - len(x) - surrogate
+    assert counts == {4: 5 * 4, None: 5 * 32}  # None: min(batch, n_in, n_out) = 32
+
+
 @pytest.mark.parametrize("update", ["psi", "requery"])
 def test_query_counts_are_exact(update):
     batch, n, m, rank, probes, samples = 40, 6, 3, 2, 5, 7
     layer = BlackBoxLayer(MRRBank(n, m, seed=0), surrogate_rank=rank, surrogate_probes=probes,
-                          surrogate_update=update, zo_samples=samples, seed=0)
+                          surrogate_update=update, surrogate_update_every=1, zo_samples=samples,
+                          seed=0)
     box = layer.black_box
     x = torch.randn(batch, n, requires_grad=True)
     layer(x).sum().backward()
     # The integrator records its first probes right after the build; a re-query needs none.
     build = n + (rank + probes) if update == "psi" else n
     forward = batch
-    zo = (samples + 1) * m  # compressed: m rows per setting, plus the unperturbed one
+    zo = samples * m  # compressed: m rows per perturbed setting; phi(w) comes from the forward
     assert box.n_queries == build + forward + zo
     assert box.n_calls == (2 if update == "psi" else 1) + 1 + 1
     with torch.no_grad():
@@ -119,6 +176,22 @@ def test_query_counts_are_exact(update):
     assert box.n_queries == sync + forward + zo
 
 
+def test_surrogate_update_every_spaces_the_updates():
+    layer = BlackBoxLayer(MRRBank(6, 3, seed=0), surrogate_rank=2, surrogate_update_every=3,
+                          seed=0)
+    x = torch.randn(4, 6, requires_grad=True)
+    updates = []
+    for _ in range(7):
+        layer(x).sum().backward()
+        layer(x).sum().backward()  # a second pass at the same parameters is not a step
+        updates.append(layer.surrogate.n_updates)
+        with torch.no_grad():
+            layer.params.add_(0.01)
+    # Built on the first pass; brought up to date on every third step after that.
+    assert updates == [0, 0, 0, 1, 1, 1, 2]
+    torch.testing.assert_close(layer.surrogate_params, layer.params.detach() - 0.01)
+
+
 def test_unchanged_parameters_skip_the_surrogate_update():
     layer = BlackBoxLayer(MRRBank(6, 3, seed=0), surrogate_rank=2, seed=0)
     x = torch.randn(4, 6, requires_grad=True)
@@ -126,7 +199,7 @@ def test_unchanged_parameters_skip_the_surrogate_update():
     layer.black_box.reset_counters()
     layer(x).sum().backward()
     assert layer.surrogate.n_updates == 0
-    assert layer.black_box.n_queries == 4 + (10 + 1) * 3  # forward and compressed ZO only
+    assert layer.black_box.n_queries == 4 + 10 * 3  # forward and compressed ZO only
 
 
 def test_surrogate_input_gradient_matches_exact_at_full_rank():
@@ -252,6 +325,8 @@ def test_leading_dimensions_and_wrong_width():
     ({"input_gradient": "exact"}, "input_gradient must be one of"),
     ({"surrogate_init": "qr"}, "surrogate init must be one of"),
     ({"surrogate_update": "never"}, "surrogate_update must be one of"),
+    ({"surrogate_update_every": 0}, "surrogate_update_every must be an int >= 1"),
+    ({"zo_batch_rank": 2.0}, "zo_batch_rank must be an int >= 1"),
 ])
 def test_invalid_options_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):

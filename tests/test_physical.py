@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from hybridnet.physical import SLM, BlackBoxError, FunctionBlackBox, MRRBank, MZIMesh
+from hybridnet.physical import SLM, BlackBoxError, FunctionBlackBox, MRRBank, MZIMesh, mzi
 
 TWO_PI = 2 * math.pi
 
@@ -151,6 +151,17 @@ def test_mzi_unitary_is_unitary_and_matches_reference():
         ref = ref_unitary(params[k], 6)
         np.testing.assert_allclose(ref @ ref.conj().T, eye, atol=1e-12)
         np.testing.assert_allclose(u[k], ref, atol=1e-12)
+
+
+def test_mzi_unitary_of_a_wide_mesh_is_built_column_by_column(monkeypatch):
+    # Meshes above TREE_MAX_MODES propagate the identity instead of multiplying a tree.
+    mesh = MZIMesh(6, 6, seed=0)
+    params = t64(rng(6).uniform(0, TWO_PI, (2, mesh.n_params)))
+    tree = mesh.unitary(params)
+    monkeypatch.setattr(mzi, "TREE_MAX_MODES", 4)
+    columns = mesh.unitary(params)
+    torch.testing.assert_close(columns, tree)
+    np.testing.assert_allclose(columns[1].numpy(), ref_unitary(params[1].numpy(), 6), atol=1e-12)
 
 
 def test_mzi_real_output_is_linear_and_norm_bounded():

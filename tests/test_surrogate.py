@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hybridnet.physical import MRRBank, MZIMesh
-from hybridnet.surrogate import LowRankSurrogate
+from hybridnet.surrogate import LowRankSurrogate, best_rank_factors
 
 
 def device_matrix(device, params):
@@ -53,6 +53,21 @@ def test_svd_build_is_the_best_rank_r_approximation():
     eye = torch.eye(4, dtype=torch.float64)
     torch.testing.assert_close(surrogate.U.T @ surrogate.U, eye)
     torch.testing.assert_close(surrogate.V @ surrogate.V.T, eye)
+
+
+@pytest.mark.parametrize(("shape", "rank"), [((30, 12), 5), ((12, 30), 5), ((9, 9), 9)])
+def test_best_rank_factors_match_a_truncated_svd(shape, rank):
+    g = torch.Generator().manual_seed(0)
+    # A decaying spectrum, as device matrices have.
+    matrix = (torch.randn(shape, generator=g, dtype=torch.float64)
+              @ torch.diag(torch.logspace(0, -3, shape[1], dtype=torch.float64)))
+    u, s, v = best_rank_factors(matrix, rank)
+    left, values, right = torch.linalg.svd(matrix, full_matrices=False)
+    best = left[:, :rank] @ torch.diag(values[:rank]) @ right[:rank]
+    torch.testing.assert_close(u @ s @ v, best)
+    eye = torch.eye(rank, dtype=torch.float64)
+    torch.testing.assert_close(u.T @ u, eye)
+    torch.testing.assert_close(v @ v.T, eye)
 
 
 def test_tracks_a_drifting_device_near_the_best_rank_r_error():

@@ -7,6 +7,8 @@ import torch
 from .photonic import PhotonicDevice
 
 OUTPUTS = ("real", "intensity")
+# Widest mesh whose unitary is built as a tree of matrix products (see MZIMesh.unitary).
+TREE_MAX_MODES = 128
 
 
 def mzi_transfer(theta, phi):
@@ -111,11 +113,37 @@ class MZIMesh(PhotonicDevice):
         return torch.stack([a, b], dim=-1).flatten(-2)
 
     def unitary(self, phases):
-        """The mesh's unitaries (settings, N, N) for applied ``phases`` (settings, n_params)."""
-        cdtype = torch.complex128 if phases.dtype == torch.float64 else torch.complex64
-        eye = torch.eye(self.n_modes, dtype=cdtype, device=phases.device)
-        # Row j of the propagated identity is U e_j, i.e. the transpose of U.
-        return self._propagate(eye.expand(phases.shape[0], -1, -1), phases).transpose(1, 2)
+        """The mesh's unitaries (settings, N, N) for applied ``phases`` (settings, n_params).
+
+        Up to ``TREE_MAX_MODES`` modes, U is the product of the N/2 repetition matrices taken
+        pairwise in a tree: about N^4 / 2 multiply-adds in log2(N / 2) batched matrix products,
+        which beats N sequential column steps whose fixed per-operation cost dominates at these
+        sizes (a 64-mode U in about a fifth of the time on a 2-core CPU; fewer kernels on a
+        GPU too). Wider meshes propagate the identity column by column (N^3 work).
+        """
+        if self.n_modes > TREE_MAX_MODES:
+            cdtype = torch.complex128 if phases.dtype == torch.float64 else torch.complex64
+            eye = torch.eye(self.n_modes, dtype=cdtype, device=phases.device)
+            # Row j of the propagated identity is U e_j, i.e. the transpose of U.
+            return self._propagate(eye.expand(phases.shape[0], -1, -1), phases).transpose(1, 2)
+        even, odd = self._columns(phases)
+        n_settings, n_repetitions, half = even.shape[:3]
+        n = 2 * half
+        # An even column is block diagonal in the 2x2 blocks of its MZIs ...
+        blocks = even.new_zeros(n_settings, n_repetitions, half, 2, half, 2)
+        torch.diagonal(blocks, dim1=2, dim2=4).copy_(even.permute(0, 1, 3, 4, 2))
+        blocks = blocks.reshape(n_settings, n_repetitions, n, n)
+        # ... and the odd column after it mixes rows (2k+1, 2k+2), leaving rows 0 and N-1.
+        inner = blocks[:, :, 1:n - 1].reshape(n_settings, n_repetitions, half - 1, 1, 2, n)
+        mixed = (odd.unsqueeze(-1) * inner).sum(-2).flatten(2, 3)
+        factors = torch.cat([blocks[:, :, :1], mixed, blocks[:, :, n - 1:]], 2)
+        # U = R_{N/2-1} ... R_1 R_0: multiply neighbours (later on the left) until one is left.
+        while factors.shape[1] > 1:
+            count = factors.shape[1]
+            even_count = count - count % 2
+            products = factors[:, 1:even_count:2] @ factors[:, 0:even_count:2]
+            factors = torch.cat([products, factors[:, even_count:]], 1)
+        return factors[:, 0]
 
     def _memoized_unitary(self, phases):
         """U for one setting of applied phases, remembered until the phases change.
@@ -123,9 +151,10 @@ class MZIMesh(PhotonicDevice):
         In-situ training queries the device several times at the same phases (the forward
         pass, then the surrogate's probes), so the simulator builds U once and answers the rest
         by a matrix product. A simulator shortcut only: every query is still counted. Phases
-        that carry autograd history (the digital twin) are never memoized.
+        that autograd is recording (the digital twin) are never memoized; the in-situ forward
+        pass runs inside an autograd Function, with recording off, and is.
         """
-        if phases.requires_grad:
+        if phases.requires_grad and torch.is_grad_enabled():
             return self.unitary(phases)
         memo = self._unitary_memo
         if (memo is not None and memo[0].dtype == phases.dtype
