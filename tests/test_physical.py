@@ -153,12 +153,14 @@ def test_mzi_unitary_is_unitary_and_matches_reference():
         np.testing.assert_allclose(u[k], ref, atol=1e-12)
 
 
-def test_mzi_unitary_of_a_wide_mesh_is_built_column_by_column(monkeypatch):
-    # Meshes above TREE_MAX_MODES propagate the identity instead of multiplying a tree.
+@pytest.mark.parametrize(("limit", "value"), [("TREE_MAX_MODES", 4),
+                                              ("TREE_MAX_ELEMENTS", 100)])
+def test_mzi_unitary_of_a_wide_mesh_is_built_column_by_column(monkeypatch, limit, value):
+    # Wide meshes, or too many settings at once, propagate the identity instead of a tree.
     mesh = MZIMesh(6, 6, seed=0)
     params = t64(rng(6).uniform(0, TWO_PI, (2, mesh.n_params)))
     tree = mesh.unitary(params)
-    monkeypatch.setattr(mzi, "TREE_MAX_MODES", 4)
+    monkeypatch.setattr(mzi, limit, value)
     columns = mesh.unitary(params)
     torch.testing.assert_close(columns, tree)
     np.testing.assert_allclose(columns[1].numpy(), ref_unitary(params[1].numpy(), 6), atol=1e-12)

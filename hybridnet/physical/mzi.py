@@ -7,8 +7,10 @@ import torch
 from .photonic import PhotonicDevice
 
 OUTPUTS = ("real", "intensity")
-# Widest mesh whose unitary is built as a tree of matrix products (see MZIMesh.unitary).
+# Widest mesh whose unitary is built as a tree of matrix products, and the most complex numbers
+# the tree's first level may hold for all settings together (see MZIMesh.unitary).
 TREE_MAX_MODES = 128
+TREE_MAX_ELEMENTS = 2**24
 
 
 def mzi_transfer(theta, phi):
@@ -118,17 +120,18 @@ class MZIMesh(PhotonicDevice):
         Up to ``TREE_MAX_MODES`` modes, U is the product of the N/2 repetition matrices taken
         pairwise in a tree: about N^4 / 2 multiply-adds in log2(N / 2) batched matrix products,
         which beats N sequential column steps whose fixed per-operation cost dominates at these
-        sizes (a 64-mode U in about a fifth of the time on a 2-core CPU; fewer kernels on a
-        GPU too). Wider meshes propagate the identity column by column (N^3 work).
+        sizes (a 64-mode U in about a third of the time on a 2-core CPU). Wider meshes, and
+        requests so large that the N/2 matrices of every setting would not fit in
+        ``TREE_MAX_ELEMENTS``, propagate the identity column by column (N^3 work, N^2 memory).
         """
-        if self.n_modes > TREE_MAX_MODES:
+        n = self.n_modes
+        if n > TREE_MAX_MODES or phases.shape[0] * n**3 // 2 > TREE_MAX_ELEMENTS:
             cdtype = torch.complex128 if phases.dtype == torch.float64 else torch.complex64
-            eye = torch.eye(self.n_modes, dtype=cdtype, device=phases.device)
+            eye = torch.eye(n, dtype=cdtype, device=phases.device)
             # Row j of the propagated identity is U e_j, i.e. the transpose of U.
             return self._propagate(eye.expand(phases.shape[0], -1, -1), phases).transpose(1, 2)
         even, odd = self._columns(phases)
         n_settings, n_repetitions, half = even.shape[:3]
-        n = 2 * half
         # An even column is block diagonal in the 2x2 blocks of its MZIs ...
         blocks = even.new_zeros(n_settings, n_repetitions, half, 2, half, 2)
         torch.diagonal(blocks, dim1=2, dim2=4).copy_(even.permute(0, 1, 3, 4, 2))
