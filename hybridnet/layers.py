@@ -355,23 +355,20 @@ class BlackBoxLayer(nn.Module):
         See the module docstring: the batch itself, the rows of ``K = G^T X`` (or the identity
         with K's columns as weights, for a narrow input), or K's dominant directions.
         """
-        value = (grad_output * y).sum()
-        if not (self.batch_compression and self._is_linear()):
-            return x, grad_output, value
         batch, (n_out, n_in) = len(x), (self.out_features, self.in_features)
         exact = min(batch, n_out, n_in)
         rank = exact if self.zo_batch_rank is None else min(self.zo_batch_rank, exact)
-        if rank == batch:
-            return x, grad_output, value
+        if rank == batch or not (self.batch_compression and self._is_linear()):
+            return x, grad_output, (grad_output * y).sum()
         compressed = grad_output.T @ x
-        if rank == exact == n_out:
+        if rank < exact:  # K's dominant directions
+            sketch = randn((n_in, rank), self.generator, dtype=x.dtype, device=x.device)
+            basis, _ = torch.linalg.qr(compressed @ (compressed.T @ (compressed @ sketch)))
+            return basis.T @ compressed, basis.T, ((grad_output @ basis) * (y @ basis)).sum()
+        value = (grad_output * y).sum()  # every exact form has the forward pass's value
+        if rank == n_out:
             return compressed, torch.eye(n_out, dtype=x.dtype, device=x.device), value
-        if rank == exact:
-            return torch.eye(n_in, dtype=x.dtype, device=x.device), compressed.T, value
-        sketch = randn((n_in, rank), self.generator, dtype=x.dtype, device=x.device)
-        basis, _ = torch.linalg.qr(compressed @ (compressed.T @ (compressed @ sketch)))
-        value = ((grad_output @ basis) * (y @ basis)).sum()
-        return basis.T @ compressed, basis.T, value
+        return torch.eye(n_in, dtype=x.dtype, device=x.device), compressed.T, value
 
     def _params_gradient(self, x, params, y, grad_output):
         inputs, weights, value = self._zo_queries(x, y, grad_output)
