@@ -9,6 +9,7 @@ surrogate of :mod:`hybridnet.surrogate` and the estimators of :mod:`hybridnet.ze
 from . import physical
 from .estimators import HybridNetClassifier, HybridNetRegressor
 from .layers import BlackBoxLayer, split_parameters
+from .persistence import load, save
 from .pinn.solver import PINNSolver
 from .surrogate import LowRankSurrogate
 from .tt_linear import TTLinear
@@ -16,5 +17,5 @@ from .tt_linear import TTLinear
 __version__ = "0.1.0"
 __all__ = [
     "BlackBoxLayer", "HybridNetClassifier", "HybridNetRegressor", "LowRankSurrogate", "PINNSolver",
-    "TTLinear", "physical", "split_parameters",
+    "TTLinear", "load", "physical", "save", "split_parameters",
 ]

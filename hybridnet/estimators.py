@@ -16,6 +16,7 @@ Decisions where scikit-learn's own networks give no answer:
 - Sparse input is refused (the devices take dense vectors).
 """
 
+import contextlib
 import copy
 import numbers
 import time
@@ -25,14 +26,16 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 from torch import nn
 
-from .layers import split_parameters
+from ._random import spawn_seeds
+from .layers import BlackBoxLayer, split_parameters
 from .network import ACTIVATIONS, DEVICES, build_mlp
 from .optim import BatchedLoss, PlateauSwitch, ZerothOrderOptimizer
-from .physical import BlackBox, BlackBoxError
+from .physical import BlackBox
 from .surrogate import UPDATES
 from .training import (
     EarlyStopping,
@@ -51,33 +54,88 @@ BP_FREE_ESTIMATORS = (*ESTIMATORS, "hybrid")
 # The CGE phase of the hybrid schedule: a smaller step, half the coordinates per step.
 HYBRID_CGE_LR_FACTOR = 0.2
 HYBRID_CGE_SKIP = 0.5
+# Hyperparameters that shape the network, its layers or its optimizer: a warm start or a
+# partial_fit cannot continue a network built with other values. The rest (learning rates,
+# batch size, epochs, stopping rule, device retries) apply to a continued network as well.
+ARCHITECTURE_PARAMETERS = (
+    "hidden_layer_sizes", "activation", "physical_layer", "physical_positions", "device_options",
+    "training", "surrogate_rank", "surrogate_probes", "surrogate_update_every",
+    "surrogate_rebuild_every", "surrogate_update", "zo_estimator", "zo_samples", "zo_smoothing",
+    "zo_batch_rank", "tt_rank", "device", "module")
+
+_POSITIVE_INT = Interval(numbers.Integral, 1, None, closed="left")
+_POSITIVE_REAL = Interval(numbers.Real, 0, None, closed="neither")
 
 
-def _check_choice(name, value, choices):
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+def _normalized(value):
+    """A hyperparameter as plain Python values, for comparing two settings of it."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple | np.ndarray):
+        return tuple(_normalized(v) for v in value)
+    if isinstance(value, torch.device):
+        return str(value)
+    return value
 
 
-def _check_number(name, value, *, integer=False, low=None, high=None, low_open=False,
-                  allow_none=False):
-    if value is None and allow_none:
-        return
-    kind = numbers.Integral if integer else numbers.Real
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high
-    if not ok:
-        bound = "" if low is None else f" {'>' if low_open else '>='} {low}"
-        bound += "" if high is None else f" and < {high}"
-        kind_name = "an int" if integer else "a number"
-        none = " or None" if allow_none else ""
-        raise ValueError(f"{name} must be {kind_name}{bound}{none}, got {value!r}")
+def _same_setting(a, b):
+    if isinstance(a, nn.Module) or isinstance(b, nn.Module):
+        return a is b  # a device or network instance: the very object the network was built from
+    return a == b
+
+
+@contextlib.contextmanager
+def _restored_on_error(estimator):
+    """Put every attribute of ``estimator`` back as it was if the block raises.
+
+    The block (validation and set-up of a fit) only ever replaces attributes, never changes
+    an attribute's object in place, so a shallow copy of ``__dict__`` is a full snapshot.
+    """
+    snapshot = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(snapshot)
+        raise
 
 
 class _BaseHybridNet(BaseEstimator):
     """Shared validation, network construction and training; see the public subclasses."""
+
+    _parameter_constraints = {
+        "hidden_layer_sizes": ["array-like", _POSITIVE_INT],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "physical_layer": [StrOptions(set(DEVICES)), BlackBox, None],
+        "physical_positions": ["array-like", None],
+        "device_options": [dict, None],
+        "training": [StrOptions(set(TRAININGS))],
+        "surrogate_rank": [_POSITIVE_INT, None],
+        "surrogate_probes": [_POSITIVE_INT, None],
+        "surrogate_update_every": [_POSITIVE_INT],
+        "surrogate_rebuild_every": [_POSITIVE_INT, None],
+        "surrogate_update": [StrOptions(set(UPDATES))],
+        "zo_estimator": [StrOptions(set(BP_FREE_ESTIMATORS))],
+        "zo_samples": [_POSITIVE_INT],
+        "zo_smoothing": [_POSITIVE_REAL],
+        "zo_batch_rank": [_POSITIVE_INT, None],
+        "tt_rank": [_POSITIVE_INT, None],
+        "learning_rate": [_POSITIVE_REAL],
+        "device_learning_rate": [_POSITIVE_REAL],
+        "batch_size": [_POSITIVE_INT],
+        "max_iter": [_POSITIVE_INT],
+        "tol": [Interval(numbers.Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [_POSITIVE_INT],
+        "warm_start": ["boolean"],
+        "device_retries": [Interval(numbers.Integral, 0, None, closed="left")],
+        "device_timeout": [_POSITIVE_REAL, None],
+        "random_state": ["random_state"],
+        "device": [str, torch.device],
+        "verbose": ["verbose"],
+        "module": [nn.Module, None],
+    }
 
     def __init__(self, hidden_layer_sizes=(64, 64), activation="relu", *, physical_layer="mzi",
                  physical_positions=None, device_options=None, training="surrogate",
@@ -86,8 +144,8 @@ class _BaseHybridNet(BaseEstimator):
                  zo_samples=10, zo_smoothing=1e-3, zo_batch_rank=16, tt_rank=None,
                  learning_rate=3e-3, device_learning_rate=1e-2, batch_size=64,
                  max_iter=50, tol=1e-4, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=10, warm_start=False, random_state=None, device="cpu",
-                 verbose=False, module=None):
+                 n_iter_no_change=10, warm_start=False, device_retries=2, device_timeout=None,
+                 random_state=None, device="cpu", verbose=False, module=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.physical_layer = physical_layer
@@ -113,53 +171,57 @@ class _BaseHybridNet(BaseEstimator):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.warm_start = warm_start
+        self.device_retries = device_retries
+        self.device_timeout = device_timeout
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
         self.module = module
 
     # ----------------------------------------------------------------- validation
-    def _validate_hyperparameters(self):
+    def _check_hyperparameters(self, require_device=True):
+        """Checks beyond ``_parameter_constraints``; returns the hidden sizes and the device.
+
+        ``require_device=False`` (loading a saved model) falls back to the CPU where CUDA is
+        missing instead of refusing.
+        """
+        self._validate_params()
         sizes = self.hidden_layer_sizes
-        if isinstance(sizes, numbers.Integral):
-            sizes = (sizes,)
-        if (not isinstance(sizes, list | tuple) or not sizes
-                or not all(isinstance(s, numbers.Integral) and s >= 1 for s in sizes)):
+        sizes = (sizes,) if isinstance(sizes, numbers.Integral) else sizes
+        if (isinstance(sizes, str) or len(sizes) == 0
+                or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s >= 1
+                           for s in sizes)):
             raise ValueError("hidden_layer_sizes must be a positive int or a non-empty sequence "
                              f"of positive ints, got {self.hidden_layer_sizes!r}")
-        _check_choice("activation", self.activation, ACTIVATIONS)
-        if not (self.physical_layer is None or isinstance(self.physical_layer, BlackBox)):
-            _check_choice("physical_layer", self.physical_layer, DEVICES)
-        _check_choice("training", self.training, TRAININGS)
-        _check_choice("surrogate_update", self.surrogate_update, UPDATES)
-        _check_choice("zo_estimator", self.zo_estimator,
-                      BP_FREE_ESTIMATORS if self.training == "bp_free" else ESTIMATORS)
-        for name in ("surrogate_rank", "surrogate_probes", "surrogate_rebuild_every",
-                     "zo_batch_rank", "tt_rank"):
-            _check_number(name, getattr(self, name), integer=True, low=1, allow_none=True)
-        _check_number("zo_samples", self.zo_samples, integer=True, low=1)
-        _check_number("surrogate_update_every", self.surrogate_update_every, integer=True, low=1)
-        _check_number("batch_size", self.batch_size, integer=True, low=1)
-        _check_number("max_iter", self.max_iter, integer=True, low=1)
-        _check_number("n_iter_no_change", self.n_iter_no_change, integer=True, low=1)
-        for name in ("zo_smoothing", "learning_rate", "device_learning_rate"):
-            _check_number(name, getattr(self, name), low=0, low_open=True)
-        _check_number("tol", self.tol, low=0)
-        _check_number("validation_fraction", self.validation_fraction, low=0, high=1,
-                      low_open=True)
-        if self.device_options is not None and not isinstance(self.device_options, dict):
-            raise ValueError(f"device_options must be a dict or None, got {self.device_options!r}")
-        if self.module is not None and not isinstance(self.module, nn.Module):
-            raise ValueError(f"module must be a torch.nn.Module or None, got "
-                             f"{type(self.module).__name__}")
+        if self.zo_estimator == "hybrid" and self.training != "bp_free":
+            raise ValueError("zo_estimator='hybrid' (signRGE, then CGE) trains whole networks, "
+                             f"so it needs training='bp_free'; with training={self.training!r} "
+                             f"choose one of {ESTIMATORS}")
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError) as error:
             raise ValueError(f"device must be 'cpu', 'cuda' or a torch.device, got "
                              f"{self.device!r}") from error
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device='cuda' was requested but CUDA is not available here")
+            if require_device:
+                raise ValueError("device='cuda' was requested but CUDA is not available here")
+            device = torch.device("cpu")
         return tuple(int(s) for s in sizes), device
+
+    def _architecture(self):
+        return {name: _normalized(getattr(self, name)) for name in ARCHITECTURE_PARAMETERS}
+
+    def _check_can_continue(self):
+        """Refuse to continue a network built with other architecture hyperparameters."""
+        changed = [f"{name} ({built!r} -> {now!r})"
+                   for (name, built), now in zip(self._built_with.items(),
+                                                 self._architecture().values(), strict=True)
+                   if not _same_setting(built, now)]
+        if changed:
+            raise ValueError("cannot continue training the fitted network (warm_start=True or "
+                             "partial_fit): these hyperparameters changed since it was built: "
+                             f"{', '.join(changed)}. Set them back, or fit afresh "
+                             "(warm_start=False).")
 
     # ----------------------------------------------------------------- network
     def _layer_options(self, hidden_sizes):
@@ -196,11 +258,14 @@ class _BaseHybridNet(BaseEstimator):
             raise ValueError(f"module must map (n_samples, {X.shape[1]}) inputs to "
                              f"(n_samples, {n_outputs}) outputs, got {tuple(out.shape)}")
 
+    def _device_layers(self):
+        return [layer for layer in self.module_.modules() if isinstance(layer, BlackBoxLayer)]
+
     # ----------------------------------------------------------------- training
     def _tensors(self, *arrays):
         return [torch.as_tensor(a, device=self._device) for a in arrays]
 
-    def _make_optimizer(self, module):
+    def _make_optimizer(self, module, zo_seed):
         digital, device = split_parameters(module)
         groups = [{"params": digital, "lr": self.learning_rate}]
         if device:
@@ -208,27 +273,48 @@ class _BaseHybridNet(BaseEstimator):
         if self.training != "bp_free":
             return torch.optim.Adam(groups)
         estimator = "sign_rge" if self.zo_estimator == "hybrid" else self.zo_estimator
-        return ZerothOrderOptimizer(groups, estimator=estimator, n_samples=self.zo_samples,
+        return ZerothOrderOptimizer(groups, estimator=estimator, n_samples=int(self.zo_samples),
                                     smoothing=float(self.zo_smoothing), update="adam",
-                                    chunk_size=512, seed=self._seed)
+                                    chunk_size=512, seed=zo_seed)
 
-    def _initialize(self, X, n_outputs):
-        hidden_sizes, self._device = self._validate_hyperparameters()
+    def _draw_seeds(self):
+        """One seed from ``random_state``, and from it an independent seed per random stream:
+        network (initialisation, devices, layers), batch order, zeroth-order directions of
+        bp_free, validation split."""
         self._seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        self.module_ = self._build_module(X.shape[1], n_outputs, hidden_sizes, self._seed)
-        self.module_.to(self._device)
-        if self.module is not None:
-            self._check_module_output(self.module_,
-                                      torch.as_tensor(X[:2], device=self._device), n_outputs)
-        self._optimizer = self._make_optimizer(self.module_)
-        self._batch_generator = torch.Generator().manual_seed(self._seed)
+        self._stream_seeds = spawn_seeds(self._seed, 4)
+
+    def _initialize(self, n_inputs, n_outputs, hidden_sizes, device):
+        """A new network and optimizer from the seeds of :meth:`_draw_seeds`."""
+        self._device = device
+        network_seed, batch_seed, zo_seed, _ = self._stream_seeds
+        self.module_ = self._build_module(n_inputs, n_outputs, hidden_sizes, network_seed)
+        self.module_.to(device)
+        self._built_with = self._architecture()
+        self._optimizer = self._make_optimizer(self.module_, zo_seed)
+        self._batch_generator = torch.Generator().manual_seed(batch_seed)
         self.history_ = History()
         self.n_device_queries_ = 0
+        self.n_device_retries_ = 0
         self._switch = None
         if self.zo_estimator == "hybrid" and self.training == "bp_free":
             self._switch = PlateauSwitch(
                 self._optimizer, patience=max(1, self.n_iter_no_change // 4),
                 lr_factor=HYBRID_CGE_LR_FACTOR, coordinate_skip=HYBRID_CGE_SKIP)
+
+    def _start_learning_rates(self):
+        """Every fit or partial_fit call starts from the rates the hyperparameters give.
+
+        The cosine schedule of ``fit`` ends at 0, so keeping the last rate would freeze a
+        continued network; a new ``learning_rate`` also applies to a warm start this way.
+        After the hybrid schedule's switch its factor stays applied.
+        """
+        factor = 1.0
+        if self._switch is not None and self._switch.switched_at is not None:
+            factor = self._switch.lr_factor
+        rates = (self.learning_rate, self.device_learning_rate)
+        for group, rate in zip(self._optimizer.param_groups, rates, strict=False):
+            group["lr"] = group["initial_lr"] = float(rate) * factor
 
     def _weighted_loss(self, output, targets, weights):
         # clamp: a batch whose weights are all zero has loss 0, not NaN
@@ -261,19 +347,25 @@ class _BaseHybridNet(BaseEstimator):
     def _run(self, X, y, sample_weight, n_epochs, *, validation=None, schedule=False):
         """Train for up to n_epochs; keep the fitted attributes in step even if a device fails."""
         X_t, y_t, w_t = self._tensors(X, y, sample_weight)
+        batch_size = int(self.batch_size)
+        self._start_learning_rates()
+        for layer in self._device_layers():
+            layer.device_retries = int(self.device_retries)
+            layer.device_timeout = None if self.device_timeout is None \
+                else float(self.device_timeout)
         if self.training == "bp_free":
             # Constant step sizes: the hybrid schedule changes them itself when it switches.
             step = self._bp_free_step(X_t, y_t, w_t)
         else:
             scheduler = None
             if schedule:
-                steps = n_epochs * -(-len(X_t) // self.batch_size)
+                steps = n_epochs * -(-len(X_t) // batch_size)
                 scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self._optimizer, steps)
             step = self._first_order_step(X_t, y_t, w_t, scheduler)
 
         def batches():
             order = torch.randperm(len(X_t), generator=self._batch_generator)
-            return order.to(self._device).split(self.batch_size)
+            return order.to(self._device).split(batch_size)
 
         callbacks = []
         if validation is not None:
@@ -290,14 +382,14 @@ class _BaseHybridNet(BaseEstimator):
         if self.verbose:
             callbacks.append(ProgressBar(n_epochs))
         queries_before = count_device_queries(self.module_)
+        retries_before = sum(layer.n_device_retries for layer in self._device_layers())
         start = time.perf_counter()
         try:
             train_epochs(self.module_, step, batches, n_epochs, callbacks=callbacks,
                          history=self.history_)
-        except BlackBoxError:
-            self.module_.eval()
-            raise
         finally:
+            self.n_device_retries_ += sum(
+                layer.n_device_retries for layer in self._device_layers()) - retries_before
             self._record(queries_before, start)
 
     def _record(self, queries_before, start):
@@ -313,29 +405,58 @@ class _BaseHybridNet(BaseEstimator):
             self.switched_at_ = None if self._switch is None else self._switch.switched_at
         self.fit_time_ = time.perf_counter() - start
 
-    def _fit(self, X, y, sample_weight, *, incremental=False):
-        first = not (hasattr(self, "module_") and (incremental or self.warm_start))
-        if first:
-            self._initialize(X, self._n_outputs(y))
-        else:
-            self._validate_hyperparameters()
-        sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32)
+    def _fit(self, X, y, sample_weight, *, incremental=False, classes=None):
+        """Validate everything, then train: a call that fails validation changes nothing."""
+        with _restored_on_error(self):
+            hidden_sizes, device = self._check_hyperparameters()
+            continuing = hasattr(self, "module_") and (incremental or self.warm_start)
+            if continuing:
+                self._check_can_continue()
+            elif incremental and classes is None and isinstance(self, ClassifierMixin):
+                raise ValueError("classes must be given on the first call to partial_fit")
+            X, y = self._encode(X, y, reset=not continuing, classes=classes)
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32,
+                                                 ensure_non_negative=True)
+            if not continuing:
+                self._draw_seeds()
+            validation = None
+            if self.early_stopping and not incremental:
+                stratify = y if isinstance(self, ClassifierMixin) else None
+                X, X_val, y, y_val, sample_weight, _ = train_test_split(
+                    X, y, sample_weight, test_size=float(self.validation_fraction),
+                    stratify=stratify, random_state=self._stream_seeds[3] % 2**32)
+                validation = (X_val, y_val)
+            if not continuing:
+                self._initialize(X.shape[1], self._n_outputs(y), hidden_sizes, device)
+                if self.module is not None:
+                    self._check_module_output(self.module_,
+                                              torch.as_tensor(X[:2], device=device),
+                                              self._n_outputs(y))
         if incremental:
             self._run(X, y, sample_weight, 1)
-            return self
-        validation = None
-        if self.early_stopping:
-            stratify = y if isinstance(self, ClassifierMixin) else None
-            X, X_val, y, y_val, sample_weight, _ = train_test_split(
-                X, y, sample_weight, test_size=self.validation_fraction, stratify=stratify,
-                random_state=self._seed)
-            validation = (X_val, y_val)
-        self._run(X, y, sample_weight, self.max_iter, validation=validation, schedule=True)
+        else:
+            self._run(X, y, sample_weight, int(self.max_iter), validation=validation,
+                      schedule=True)
         return self
+
+    def _validated_inputs(self, X, y="no_validation", reset=False, **options):
+        """``validate_data``, then refuse values that overflow float32 (the network's dtype)."""
+        with_y = not (isinstance(y, str) and y == "no_validation")
+        if with_y:
+            X, y = validate_data(self, X, y, reset=reset, dtype=[np.float32, np.float64],
+                                 **options)
+        else:
+            X = validate_data(self, X, reset=reset, dtype=[np.float32, np.float64])
+        if X.dtype == np.float64 and X.size and np.abs(X).max() > np.finfo(np.float32).max:
+            raise ValueError(f"X has values up to {np.abs(X).max():.3g}, beyond float32's range "
+                             f"(±{np.finfo(np.float32).max:.3g}) in which the network computes; "
+                             "rescale the features (e.g. StandardScaler)")
+        X = X.astype(np.float32, copy=False)
+        return (X, y) if with_y else X
 
     def _forward(self, X):
         check_is_fitted(self, "module_")
-        X = validate_data(self, X, reset=False, dtype=np.float32)
+        X = self._validated_inputs(X)
         self.module_.eval()
         with torch.no_grad():
             return self.module_(torch.as_tensor(X, device=self._device)).double().cpu().numpy()
@@ -365,7 +486,7 @@ class _BaseHybridNet(BaseEstimator):
             if wanted.type == "cuda" and torch.cuda.is_available():
                 self.module_.to(wanted)
                 self._device = wanted
-            self._optimizer = self._make_optimizer(self.module_)
+            self._optimizer = self._make_optimizer(self.module_, self._stream_seeds[2])
             if optimizer_state is not None:
                 self._optimizer.load_state_dict(optimizer_state)
             if getattr(self, "_switch", None) is not None:
@@ -511,8 +632,7 @@ class HybridNetClassifier(ClassifierMixin, _BaseHybridNet):
         return nn.functional.cross_entropy(logits, targets, reduction="none")
 
     def _encode(self, X, y, reset, classes=None):
-        X, y = validate_data(self, X, y, reset=reset, dtype=[np.float32, np.float64])
-        X = X.astype(np.float32, copy=False)
+        X, y = self._validated_inputs(X, y, reset=reset)
         check_classification_targets(y)
         if reset:
             self.classes_ = np.unique(y) if classes is None else np.unique(np.asarray(classes))
@@ -540,8 +660,6 @@ class HybridNetClassifier(ClassifierMixin, _BaseHybridNet):
         -------
         self
         """
-        continuing = self.warm_start and hasattr(self, "module_")
-        X, y = self._encode(X, y, reset=not continuing)
         return self._fit(X, y, sample_weight)
 
     def partial_fit(self, X, y, classes=None, sample_weight=None):
@@ -559,11 +677,7 @@ class HybridNetClassifier(ClassifierMixin, _BaseHybridNet):
         -------
         self
         """
-        first = not hasattr(self, "module_")
-        if first and classes is None:
-            raise ValueError("classes must be given on the first call to partial_fit")
-        X, y = self._encode(X, y, reset=first, classes=classes)
-        return self._fit(X, y, sample_weight, incremental=True)
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
     def predict_proba(self, X):
         """Class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order."""
@@ -611,10 +725,8 @@ class HybridNetRegressor(RegressorMixin, _BaseHybridNet):
     def _loss(self, predictions, targets):
         return (predictions - targets).square().mean(dim=1)
 
-    def _encode(self, X, y, reset):
-        X, y = validate_data(self, X, y, reset=reset, dtype=[np.float32, np.float64],
-                             multi_output=True, y_numeric=True)
-        X = X.astype(np.float32, copy=False)
+    def _encode(self, X, y, reset, classes=None):
+        X, y = self._validated_inputs(X, y, reset=reset, multi_output=True, y_numeric=True)
         y = np.asarray(y, dtype=np.float64)
         self._single_output = y.ndim == 1 if reset else self._single_output
         y = y.reshape(len(y), -1)
@@ -644,8 +756,6 @@ class HybridNetRegressor(RegressorMixin, _BaseHybridNet):
         -------
         self
         """
-        continuing = self.warm_start and hasattr(self, "module_")
-        X, y = self._encode(X, y, reset=not continuing)
         return self._fit(X, y, sample_weight)
 
     def partial_fit(self, X, y, sample_weight=None):
@@ -661,7 +771,6 @@ class HybridNetRegressor(RegressorMixin, _BaseHybridNet):
         -------
         self
         """
-        X, y = self._encode(X, y, reset=not hasattr(self, "module_"))
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict(self, X):

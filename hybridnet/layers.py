@@ -25,12 +25,14 @@ pickling and ``nn.Sequential`` work.
 """
 
 import math
+import numbers
+import threading
 
 import torch
 from torch import nn
 
-from ._random import make_generator, randn
-from .physical.base import BlackBox, BlackBoxError
+from ._random import make_generator, randn, spawn_seeds
+from .physical.base import BlackBox, BlackBoxError, DeviceTimeoutError
 from .surrogate import UPDATES, LowRankSurrogate
 from .zeroth_order import DISTRIBUTIONS, ESTIMATORS, zo_gradient
 
@@ -38,7 +40,7 @@ TRAININGS = ("surrogate", "backprop", "digital")
 INPUT_GRADIENTS = ("auto", "surrogate", "jacobian", "zo")
 
 
-def detect_linearity(black_box, params, generator, rtol=1e-3):
+def detect_linearity(black_box, params, generator, rtol=1e-3, query=None):
     """Test with five queries whether ``black_box`` is linear in its input at ``params``.
 
     Checks additivity ``f(x1 + x2) = f(x1) + f(x2)`` and homogeneity ``f(2.5 x1) = 2.5 f(x1)``
@@ -55,6 +57,9 @@ def detect_linearity(black_box, params, generator, rtol=1e-3):
         Source of the random inputs.
     rtol : float, default=1e-3
         Relative tolerance.
+    query : callable, optional
+        ``query(x, params)``, how to call the device; default ``black_box`` itself
+        (:class:`BlackBoxLayer` passes its retrying query).
 
     Returns
     -------
@@ -62,7 +67,8 @@ def detect_linearity(black_box, params, generator, rtol=1e-3):
     """
     x1, x2 = randn((2, black_box.in_features), generator, dtype=params.dtype,
                    device=params.device)
-    out = black_box(torch.stack([x1, x2, x1 + x2, 2.5 * x1, x1]), params)
+    query = black_box if query is None else query
+    out = query(torch.stack([x1, x2, x1 + x2, 2.5 * x1, x1]), params)
     tolerance = rtol * out.abs().max() + 10 * (out[4] - out[0]).abs().max() + 1e-12
     additive = (out[2] - out[0] - out[1]).abs().max() <= tolerance
     homogeneous = (out[3] - 2.5 * out[0]).abs().max() <= tolerance
@@ -79,7 +85,7 @@ class _BlackBoxFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(x, params, layer):
-        return layer.black_box(x, params)
+        return layer.query_device(x, params)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -101,20 +107,32 @@ class _BlackBoxFunction(torch.autograd.Function):
     @staticmethod
     def vmap(info, in_dims, x, params, layer):
         x_dim, params_dim, _ = in_dims
-        box = layer.black_box
         if params_dim is None:  # one setting, a stack of batches: one bigger batch
             x = x.movedim(x_dim, 0)
-            y = box(x.reshape(-1, x.shape[-1]), params)
-            return y.reshape(*x.shape[:-1], box.out_features), 0
+            y = layer.query_device(x.reshape(-1, x.shape[-1]), params)
+            return y.reshape(*x.shape[:-1], layer.out_features), 0
         params = params.movedim(params_dim, 0)
         if x_dim is not None:
             x = x.movedim(x_dim, 0)
-        return box(x, params), 0
+        return layer.query_device(x, params), 0
 
 
 def _check_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    """``value`` as a Python int (numpy integers accepted) if it is an integer >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_positive(name, value, allow_none=False):
+    """``value`` as a float if it is a finite number > 0 (or None when allowed)."""
+    if value is None and allow_none:
+        return None
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not 0 < value < math.inf):
+        none = " or None" if allow_none else ""
+        raise ValueError(f"{name} must be a finite number > 0{none}, got {value!r}")
+    return float(value)
 
 
 class BlackBoxLayer(nn.Module):
@@ -172,9 +190,21 @@ class BlackBoxLayer(nn.Module):
         ``min(batch, in_features, out_features)``: the exact objective. For a 10-class
         classifier the top 16 directions hold over 99 % of ``G^T X``'s energy, for a quarter of
         the queries of a 64-wide layer.
+    device_retries : int, default=2
+        How many times a query that fails (the device raises, returns NaN / inf or the wrong
+        shape, or times out) is repeated, with the same inputs and parameters, before the
+        failure ends training as a :class:`~hybridnet.physical.BlackBoxError`. With a transient
+        failure rate p per call, a run of n calls fails with probability about
+        ``n p^(device_retries + 1)``.
+    device_timeout : float, optional
+        Seconds one device call may take; a call that takes longer counts as failed
+        (:class:`DeviceTimeoutError`) and is retried. Python cannot stop the late call: it is
+        left to finish in a background thread and its answer is discarded, so the driver must
+        accept a new call meanwhile. None waits for ever.
     seed : int, optional
-        Seed of the layer's random stream (initial parameters, directions, probes); None draws
-        one from torch's global RNG.
+        Root seed of the layer's random streams (initial parameters, surrogate probes,
+        zeroth-order directions: three independent streams derived from it); None draws one
+        from torch's global RNG.
 
     Attributes
     ----------
@@ -187,6 +217,8 @@ class BlackBoxLayer(nn.Module):
         step that needs it).
     linear : bool or None
         Whether the device is linear in x (None until known).
+    n_device_retries : int
+        Failed device calls that were retried so far.
 
     Examples
     --------
@@ -206,7 +238,7 @@ class BlackBoxLayer(nn.Module):
                  surrogate_rebuild_every=None,
                  surrogate_update="auto", zo_estimator="rge", zo_samples=10, zo_smoothing=1e-3,
                  zo_distribution="gaussian", input_gradient="auto", batch_compression=True,
-                 zo_batch_rank=16, seed=None):
+                 zo_batch_rank=16, device_retries=2, device_timeout=None, seed=None):
         super().__init__()
         if not isinstance(black_box, BlackBox):
             raise TypeError("black_box must be a hybridnet.physical.BlackBox (wrap a plain "
@@ -218,17 +250,20 @@ class BlackBoxLayer(nn.Module):
                                      ("input_gradient", input_gradient, INPUT_GRADIENTS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        _check_int("surrogate_rank", surrogate_rank)
-        _check_int("zo_samples", zo_samples)
+        surrogate_rank = _check_int("surrogate_rank", surrogate_rank)
+        zo_samples = _check_int("zo_samples", zo_samples)
         if zo_batch_rank is not None:
-            _check_int("zo_batch_rank", zo_batch_rank)
+            zo_batch_rank = _check_int("zo_batch_rank", zo_batch_rank)
         if surrogate_probes is not None:
-            _check_int("surrogate_probes", surrogate_probes)
-        _check_int("surrogate_update_every", surrogate_update_every)
+            surrogate_probes = _check_int("surrogate_probes", surrogate_probes)
+        surrogate_update_every = _check_int("surrogate_update_every", surrogate_update_every)
         if surrogate_rebuild_every is not None:
-            _check_int("surrogate_rebuild_every", surrogate_rebuild_every)
-        if not (isinstance(zo_smoothing, int | float) and zo_smoothing > 0):
-            raise ValueError(f"zo_smoothing must be a positive number, got {zo_smoothing!r}")
+            surrogate_rebuild_every = _check_int("surrogate_rebuild_every",
+                                                 surrogate_rebuild_every)
+        zo_smoothing = _check_positive("zo_smoothing", zo_smoothing)
+        self.device_retries = _check_int("device_retries", device_retries, minimum=0)
+        self.device_timeout = _check_positive("device_timeout", device_timeout, allow_none=True)
+        self.n_device_retries = 0
         if training == "backprop" and not black_box.differentiable:
             raise ValueError(f"training='backprop' needs a differentiable simulator, but "
                              f"{black_box.name} is not (a numpy FunctionBlackBox, or a real "
@@ -238,27 +273,30 @@ class BlackBoxLayer(nn.Module):
         self.in_features, self.out_features = black_box.in_features, black_box.out_features
         self.zo_estimator = zo_estimator
         self.zo_samples = zo_samples
-        self.zo_smoothing = float(zo_smoothing)
+        self.zo_smoothing = zo_smoothing
         self.zo_distribution = zo_distribution
         self.input_gradient = input_gradient
         self.batch_compression = batch_compression
         self.zo_batch_rank = zo_batch_rank
-        self.generator = make_generator(seed)
+        init_seed, probe_seed, direction_seed = spawn_seeds(seed, 3)
+        # The zeroth-order directions (and the other draws made while training).
+        self.generator = make_generator(direction_seed)
         self.linear = black_box.linear
+        init_generator = make_generator(init_seed)
         if training == "digital":
             bound = 1 / math.sqrt(self.in_features)
-            weight = (torch.rand(self.out_features, self.in_features, generator=self.generator)
+            weight = (torch.rand(self.out_features, self.in_features, generator=init_generator)
                       * 2 - 1) * bound
             self.weight = nn.Parameter(weight)
         else:
-            init = black_box.initial_params(self.generator).to(torch.get_default_dtype())
+            init = black_box.initial_params(init_generator).to(torch.get_default_dtype())
             self.params = nn.Parameter(init)
         self.surrogate = None
         if training == "surrogate":
             self.surrogate = LowRankSurrogate(
                 self.in_features, self.out_features, surrogate_rank, n_probes=surrogate_probes,
                 init=surrogate_init, rebuild_every=surrogate_rebuild_every,
-                update=surrogate_update, generator=self.generator)
+                update=surrogate_update, generator=make_generator(probe_seed))
             self.surrogate_update_every = surrogate_update_every
             # The parameters the surrogate was last brought up to date with, those of the last
             # sync call, and the steps taken since the surrogate was.
@@ -270,12 +308,66 @@ class BlackBoxLayer(nn.Module):
         """The device's trainable parameters (empty for ``training="digital"``)."""
         return [] if self.training_mode == "digital" else [self.params]
 
+    def query_device(self, x, params):
+        """Query the device, retrying failed calls; see ``device_retries``.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Inputs, any shape the device accepts (see :class:`~hybridnet.physical.BlackBox`).
+        params : torch.Tensor
+            Parameters, (n_params,) or (settings, n_params).
+
+        Returns
+        -------
+        torch.Tensor
+            The device's answer.
+
+        Raises
+        ------
+        BlackBoxError
+            When every one of the ``1 + device_retries`` attempts failed.
+        """
+        for attempt in range(self.device_retries + 1):
+            try:
+                return self._call_device(x, params)
+            except BlackBoxError as error:
+                if attempt == self.device_retries:
+                    raise BlackBoxError(f"{self.black_box.name} failed {attempt + 1} time(s) in a "
+                                        f"row on the same query (device_retries="
+                                        f"{self.device_retries}); last error: {error}") from error
+                self.n_device_retries += 1
+
+    def _call_device(self, x, params):
+        if self.device_timeout is None:
+            return self.black_box(x, params)
+        answer = {}
+        grad_enabled = torch.is_grad_enabled()  # grad mode is per thread
+
+        def call():
+            try:
+                with torch.set_grad_enabled(grad_enabled):
+                    answer["y"] = self.black_box(x, params)
+            except BaseException as error:  # handed to the waiting thread
+                answer["error"] = error
+
+        worker = threading.Thread(target=call, name=f"{self.black_box.name} query", daemon=True)
+        worker.start()
+        worker.join(self.device_timeout)
+        if worker.is_alive():
+            raise DeviceTimeoutError(f"{self.black_box.name} did not answer within "
+                                     f"device_timeout={self.device_timeout} s")
+        if "error" in answer:
+            raise answer["error"]
+        return answer["y"]
+
     def _device_query(self, inputs):
-        return self.black_box(inputs, self.params.detach())
+        return self.query_device(inputs, self.params.detach())
 
     def _is_linear(self):
         if self.linear is None:
-            self.linear = detect_linearity(self.black_box, self.params.detach(), self.generator)
+            self.linear = detect_linearity(self.black_box, self.params.detach(), self.generator,
+                                           query=self.query_device)
         return self.linear
 
     def _input_gradient_mode(self):
@@ -319,7 +411,7 @@ class BlackBoxLayer(nn.Module):
         if self.training_mode == "digital":
             y = x @ self.weight.T
         elif self.training_mode == "backprop" and torch.is_grad_enabled():
-            y = self.black_box(x, self.params)
+            y = self.query_device(x, self.params)
             if torch.is_grad_enabled() and self.params.requires_grad and not y.requires_grad:
                 raise BlackBoxError(f"{self.black_box.name} returned outputs autograd cannot "
                                     "differentiate, so training='backprop' cannot train it")
@@ -342,7 +434,7 @@ class BlackBoxLayer(nn.Module):
             shifts = step * randn((batch, self.zo_samples, n), self.generator, dtype=x.dtype,
                                   device=x.device)
         shifted = (x.unsqueeze(1) + shifts).reshape(-1, n)
-        responses = self.black_box(shifted, params).reshape(batch, -1, self.out_features)
+        responses = self.query_device(shifted, params).reshape(batch, -1, self.out_features)
         # Directional derivatives of <G_i, f(x_i)> along each shift.
         slopes = ((responses - y.unsqueeze(1)) * grad_output.unsqueeze(1)).sum(-1) / step
         if mode == "jacobian":
@@ -374,7 +466,7 @@ class BlackBoxLayer(nn.Module):
         inputs, weights, value = self._zo_queries(x, y, grad_output)
 
         def phi(settings):
-            return (self.black_box(inputs, settings) * weights).sum(dim=(1, 2))
+            return (self.query_device(inputs, settings) * weights).sum(dim=(1, 2))
 
         estimate = zo_gradient(phi, params.detach(), estimator=self.zo_estimator,
                                n_samples=self.zo_samples, smoothing=self.zo_smoothing,

@@ -11,6 +11,7 @@ import copy
 import torch
 from torch import nn
 
+from ._random import spawn_seeds
 from .layers import BlackBoxLayer
 from .physical import SLM, BlackBox, MRRBank, MZIMesh
 from .tt_linear import TTLinear
@@ -73,7 +74,9 @@ def build_mlp(n_inputs, n_outputs, hidden_layer_sizes=(64, 64), activation="relu
     tt_rank : int, optional
         Make every digital linear map a :class:`~hybridnet.TTLinear` of this rank.
     seed : int, default=0
-        Seeds the devices and layers (digital initialisation follows torch's global RNG).
+        Root seed of the devices and layers: every device and every layer gets its own
+        independent streams derived from it (digital initialisation follows torch's global
+        RNG).
 
     Returns
     -------
@@ -103,11 +106,13 @@ def build_mlp(n_inputs, n_outputs, hidden_layer_sizes=(64, 64), activation="relu
             raise ValueError("a physical_layer instance is one device and fits one position, "
                              f"got {len(positions)} positions; pass a device name instead")
     layers = []
+    map_seeds = spawn_seeds(seed, n_maps)
     for index, (width_in, width_out) in enumerate(zip(widths, widths[1:], strict=False)):
         if index in positions:
+            device_seed, layer_seed = spawn_seeds(map_seeds[index], 2)
             device = make_device(physical_layer, width_in, width_out, device_options,
-                                 seed + index)
-            layers.append(BlackBoxLayer(device, seed=seed + index, **(layer_options or {})))
+                                 device_seed)
+            layers.append(BlackBoxLayer(device, seed=layer_seed, **(layer_options or {})))
         elif tt_rank is not None:
             layers.append(TTLinear(width_in, width_out, tt_rank))
         else:

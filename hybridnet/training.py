@@ -6,7 +6,9 @@ epoch in a :class:`History`. Early stopping, validation scoring and the progress
 
 A step that returns a non-finite loss must not have touched the weights (the estimators check
 the loss before ``backward``); the loop then stops with a ``ConvergenceWarning``, and
-:class:`EarlyStopping` puts back the best weights it saw.
+:class:`EarlyStopping` puts back the best weights it saw. A step that raises (a device that keeps
+failing, Ctrl-C) ends training too: the callbacks' ``on_train_end`` still runs, so the best
+weights are restored where :class:`EarlyStopping` tracked them, and the exception propagates.
 """
 
 import copy
@@ -55,6 +57,9 @@ class TrainingState:
         Set to True to end training after this epoch.
     diverged : bool
         True when a step returned a non-finite loss.
+    interrupted : bool
+        True when a step raised (device failure, ``KeyboardInterrupt``); ``on_train_end``
+        then runs before the exception propagates.
     """
 
     def __init__(self, module, history):
@@ -62,6 +67,7 @@ class TrainingState:
         self.history = history
         self.stop = False
         self.diverged = False
+        self.interrupted = False
 
 
 class Callback:
@@ -132,8 +138,8 @@ class EarlyStopping(Callback):
     patience : int, default=10
         Epochs without improvement before stopping.
     restore_best : bool, default=False
-        Load the best epoch's weights at the end of training. Weights are always restored
-        after divergence.
+        Load the best epoch's weights at the end of training, also when training ends by an
+        exception (a failing device, Ctrl-C). Weights are always restored after divergence.
 
     Attributes
     ----------
@@ -211,7 +217,8 @@ def count_device_queries(module):
                if isinstance(layer, BlackBoxLayer))
 
 
-def train_epochs(module, step, batches, n_epochs, *, callbacks=(), history=None):
+def train_epochs(module, step, batches, n_epochs, *, callbacks=(), history=None,
+                 explain_divergence=None):
     """Run up to ``n_epochs`` epochs of ``step`` over ``batches()``.
 
     Parameters
@@ -230,6 +237,9 @@ def train_epochs(module, step, batches, n_epochs, *, callbacks=(), history=None)
         Run in order after each epoch.
     history : History, optional
         Records to append to (continued training); a new one by default.
+    explain_divergence : callable, optional
+        ``explain_divergence() -> str``, called when a step returns a non-finite loss; its
+        text replaces the generic advice of the ``ConvergenceWarning``.
 
     Returns
     -------
@@ -240,30 +250,39 @@ def train_epochs(module, step, batches, n_epochs, *, callbacks=(), history=None)
     module.train()
     for callback in callbacks:
         callback.on_train_begin(state)
-    for epoch in range(first_epoch, first_epoch + n_epochs):
-        start = time.perf_counter()
-        total_loss = total_weight = 0.0
-        for batch in batches():
-            loss, weight = step(batch)
-            if not math.isfinite(loss):
-                state.diverged = True
+    try:
+        for epoch in range(first_epoch, first_epoch + n_epochs):
+            _run_epoch(state, epoch, step, batches, callbacks, explain_divergence)
+            if state.stop or state.diverged:
                 break
-            total_loss += loss * weight
-            total_weight += weight
-        if state.diverged:
-            warnings.warn(f"training diverged in epoch {epoch} (non-finite loss); stopped and "
-                          "kept the best weights seen. Try a smaller learning rate.",
-                          ConvergenceWarning, stacklevel=3)
-            break
-        state.history.append({
-            "epoch": epoch, "train_loss": total_loss / max(total_weight, 1e-300),
-            "seconds": time.perf_counter() - start,
-            "device_queries": count_device_queries(module)})
+    except BaseException:
+        state.interrupted = True
+        raise
+    finally:
         for callback in callbacks:
-            callback.on_epoch_end(state)
-        if state.stop:
-            break
-    for callback in callbacks:
-        callback.on_train_end(state)
-    module.eval()
+            callback.on_train_end(state)
+        module.eval()
     return state
+
+
+def _run_epoch(state, epoch, step, batches, callbacks, explain_divergence):
+    start = time.perf_counter()
+    total_loss = total_weight = 0.0
+    for batch in batches():
+        loss, weight = step(batch)
+        if not math.isfinite(loss):
+            state.diverged = True
+            advice = ("Try a smaller learning rate." if explain_divergence is None
+                      else explain_divergence())
+            warnings.warn(f"training diverged in epoch {epoch} (non-finite loss); stopped and "
+                          f"kept the best weights seen. {advice}", ConvergenceWarning,
+                          stacklevel=4)
+            return
+        total_loss += loss * weight
+        total_weight += weight
+    state.history.append({
+        "epoch": epoch, "train_loss": total_loss / max(total_weight, 1e-300),
+        "seconds": time.perf_counter() - start,
+        "device_queries": count_device_queries(state.module)})
+    for callback in callbacks:
+        callback.on_epoch_end(state)

@@ -321,16 +321,26 @@ def test_leading_dimensions_and_wrong_width():
     ({"zo_estimator": "spsa"}, "zo_estimator must be one of"),
     ({"surrogate_rank": 0}, "surrogate_rank must be an int >= 1"),
     ({"zo_samples": 2.5}, "zo_samples must be an int >= 1"),
-    ({"zo_smoothing": -1.0}, "zo_smoothing must be a positive number"),
+    ({"zo_smoothing": -1.0}, "zo_smoothing must be a finite number > 0"),
     ({"input_gradient": "exact"}, "input_gradient must be one of"),
     ({"surrogate_init": "qr"}, "surrogate init must be one of"),
     ({"surrogate_update": "never"}, "surrogate_update must be one of"),
     ({"surrogate_update_every": 0}, "surrogate_update_every must be an int >= 1"),
     ({"zo_batch_rank": 2.0}, "zo_batch_rank must be an int >= 1"),
+    ({"zo_smoothing": float("inf")}, "zo_smoothing must be a finite number > 0"),
+    ({"zo_smoothing": float("nan")}, "zo_smoothing must be a finite number > 0"),
+    ({"device_retries": -1}, "device_retries must be an int >= 0"),
+    ({"device_timeout": 0.0}, "device_timeout must be a finite number > 0 or None"),
 ])
 def test_invalid_options_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BlackBoxLayer(SLM(4, 4, seed=0), **kwargs)
+
+
+def test_numpy_integers_are_accepted_as_ints():
+    layer = BlackBoxLayer(SLM(4, 4, seed=0), surrogate_rank=np.int64(2), zo_samples=np.int32(3),
+                          zo_batch_rank=np.int64(2), seed=0)
+    assert type(layer.zo_samples) is int and layer.surrogate.rank == 2
 
 
 def test_non_black_box_is_refused():

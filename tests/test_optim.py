@@ -148,7 +148,7 @@ def test_bp_free_hybrid_network_with_a_device(digits):
 
 def test_hybrid_estimator_only_with_bp_free(digits):
     X_train, _, y_train, _ = digits
-    with pytest.raises(ValueError, match="zo_estimator must be one of"):
+    with pytest.raises(ValueError, match="zo_estimator=.hybrid. .* needs training=.bp_free."):
         HybridNetClassifier(zo_estimator="hybrid").fit(X_train, y_train)
 
 

@@ -4,12 +4,13 @@ Every black box takes a batch of inputs (batch x in_features) and a flat paramet
 returns (batch x out_features); see :class:`BlackBox` for the interface and its counters.
 """
 
-from .base import BlackBox, BlackBoxError
+from .base import BlackBox, BlackBoxError, DeviceTimeoutError
+from .faulty import FaultyBlackBox, TransientDeviceError
 from .function import FunctionBlackBox
 from .mrr import MRRBank
 from .mzi import MZIMesh
 from .photonic import PhotonicDevice
 from .slm import SLM
 
-__all__ = ["SLM", "BlackBox", "BlackBoxError", "FunctionBlackBox", "MRRBank", "MZIMesh",
-           "PhotonicDevice"]
+__all__ = ["SLM", "BlackBox", "BlackBoxError", "DeviceTimeoutError", "FaultyBlackBox",
+           "FunctionBlackBox", "MRRBank", "MZIMesh", "PhotonicDevice", "TransientDeviceError"]

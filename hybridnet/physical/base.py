@@ -23,6 +23,10 @@ class BlackBoxError(RuntimeError):
     """A black box raised, or returned something unusable (wrong shape, NaN or inf)."""
 
 
+class DeviceTimeoutError(BlackBoxError):
+    """A device did not answer a query within ``device_timeout`` seconds."""
+
+
 class BlackBox(nn.Module, abc.ABC):
     """Base class of a queryable, non-differentiable (to the trainer) device.
 

@@ -23,7 +23,7 @@ import numbers
 
 import torch
 
-from .._random import make_generator, randn
+from .._random import make_generator, randn, spawn_seeds
 from .base import BlackBox
 
 
@@ -52,8 +52,8 @@ class PhotonicDevice(BlackBox):
     fabrication_error : float, default=0
         Std (rad) of the static per-phase fabrication offset.
     seed : int, optional
-        Seed of the fabrication offsets and the noise stream; None draws one from torch's
-        global RNG.
+        Root seed of the fabrication offsets and of the noise stream (two independent streams
+        derived from it); None draws one from torch's global RNG.
     name : str, optional
         Name used in error messages.
     """
@@ -70,8 +70,11 @@ class PhotonicDevice(BlackBox):
         self.detector_noise = _check_nonnegative("detector_noise", detector_noise)
         self.fabrication_error = _check_nonnegative("fabrication_error", fabrication_error)
         self.seed = seed
-        self._generator = make_generator(seed)
-        offsets = torch.randn(n_params, generator=self._generator) * self.fabrication_error
+        # Two streams: the static offsets are a property of the chip, the noise of each call.
+        fabrication_seed, noise_seed = spawn_seeds(seed, 2)
+        self._generator = make_generator(noise_seed)
+        offsets = torch.randn(n_params, generator=make_generator(fabrication_seed))
+        offsets *= self.fabrication_error
         self.register_buffer("fabrication_offsets", offsets)
 
     @abc.abstractmethod

@@ -19,6 +19,7 @@ evaluated under ``torch.vmap`` (back-propagation-free training) with no randomne
 """
 
 import math
+import operator
 
 import torch
 
@@ -27,6 +28,12 @@ from .._random import randn
 
 class Derivatives:
     """Values and derivatives of u at n points, computed eagerly or on first use.
+
+    Axes number the coordinates ``0 .. D - 1``, time included. An axis outside that range
+    raises an ``IndexError`` naming the call, the axis and D. Negative axes are refused rather
+    than counted from the end: in a PDE an axis is a coordinate's number, and ``-1`` is far
+    more often an off-by-one slip than a request for the last coordinate (often time), which
+    would silently solve a different PDE.
 
     Parameters
     ----------
@@ -38,14 +45,50 @@ class Derivatives:
         (n, D) first derivatives, or a function computing them on first use.
     second : torch.Tensor or callable, optional
         (n, D) second derivatives along each axis, or a function ``second(i) -> (n,)``.
+    dim : int
+        D, the domain's dimension (the number of coordinates of a point).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn.derivatives import FiniteDifferences
+    >>> d = FiniteDifferences(1e-3).evaluate(lambda x: x[:, 0] ** 2, torch.ones(4, 1))
+    >>> d.diff(1)
+    Traceback (most recent call last):
+    ...
+    IndexError: d.diff(1): axis 1 is out of range for a 1-dimensional domain (valid axes 0..0)
     """
 
-    def __init__(self, u, space_axes, gradient=None, second=None):
+    def __init__(self, u, space_axes, gradient=None, second=None, *, dim):
         self.u = u
+        self.dim = int(dim)
         self.space_axes = list(space_axes)
         self._gradient = gradient
         self._second = second
         self._second_cache = {}
+
+    def _axis(self, axis, call):
+        """``axis`` as an int in ``0 .. dim - 1``, or an error that names ``call``."""
+        try:
+            index = operator.index(axis)
+        except TypeError:
+            raise TypeError(f"{call}: an axis must be an int, got "
+                            f"{type(axis).__name__}") from None
+        if not 0 <= index < self.dim:
+            negative = "; negative axes are not accepted" if index < 0 else ""
+            raise IndexError(f"{call}: axis {index} is out of range for a {self.dim}-dimensional "
+                             f"domain (valid axes 0..{self.dim - 1}{negative})")
+        return index
+
+    def _axes(self, axes, method):
+        """The checked ``axes`` of ``grad`` or ``laplacian`` (default: the space axes)."""
+        if axes is None:
+            return self.space_axes
+        call = f"d.{method}({axes!r})"
+        if not hasattr(axes, "__iter__"):
+            raise TypeError(f"{call}: axes must be a sequence of ints; use d.diff(i) or "
+                            f"d.diff2(i) for one axis")
+        return [self._axis(axis, call) for axis in axes]
 
     def _gradient_matrix(self):
         if callable(self._gradient):
@@ -53,16 +96,16 @@ class Derivatives:
         return self._gradient
 
     def diff(self, i):
-        """First derivative along coordinate ``i``, shape (n,)."""
-        return self._gradient_matrix()[:, i]
+        """First derivative along coordinate ``i`` (``0 <= i < dim``), shape (n,)."""
+        return self._gradient_matrix()[:, self._axis(i, f"d.diff({i!r})")]
 
     def grad(self, axes=None):
         """First derivatives along ``axes`` (default: the space coordinates), (n, len(axes))."""
-        axes = self.space_axes if axes is None else list(axes)
-        return self._gradient_matrix()[:, axes]
+        return self._gradient_matrix()[:, self._axes(axes, "grad")]
 
     def diff2(self, i):
-        """Second derivative along coordinate ``i``, shape (n,)."""
+        """Second derivative along coordinate ``i`` (``0 <= i < dim``), shape (n,)."""
+        i = self._axis(i, f"d.diff2({i!r})")
         if not callable(self._second):
             return self._second[:, i]
         if i not in self._second_cache:
@@ -71,8 +114,7 @@ class Derivatives:
 
     def laplacian(self, axes=None):
         """Sum of second derivatives over ``axes`` (default: the space coordinates), (n,)."""
-        axes = self.space_axes if axes is None else list(axes)
-        return sum(self.diff2(i) for i in axes)
+        return sum(self.diff2(i) for i in self._axes(axes, "laplacian"))
 
 
 class DerivativeBackend:
@@ -119,7 +161,7 @@ class AutogradDerivatives(DerivativeBackend):
             g = state["g"] if "g" in state else gradient()
             return torch.autograd.grad(g[:, i].sum(), x, create_graph=True)[0][:, i]
 
-        return Derivatives(u, space_axes, gradient, second)
+        return Derivatives(u, space_axes, gradient, second, dim=x.shape[1])
 
 
 class FiniteDifferences(DerivativeBackend):
@@ -147,7 +189,7 @@ class FiniteDifferences(DerivativeBackend):
         center, plus, minus = values[:, :1], values[:, 1:dim + 1], values[:, dim + 1:]
         gradient = (plus - minus) / (2 * self.step)
         second = (plus + minus - 2 * center) / self.step**2
-        return Derivatives(center[:, 0], space_axes, gradient, second)
+        return Derivatives(center[:, 0], space_axes, gradient, second, dim=dim)
 
 
 class SteinDerivatives(DerivativeBackend):
@@ -195,7 +237,8 @@ class SteinDerivatives(DerivativeBackend):
         curvature = plus + minus - 2 * center.unsqueeze(1)
         second = torch.einsum("nk,nkd->nd", curvature, noise**2 - s2) / (
             2 * s2 * s2 * self.n_samples)
-        return Derivatives((plus + minus).mean(dim=1) / 2, space_axes, gradient, second)
+        return Derivatives((plus + minus).mean(dim=1) / 2, space_axes, gradient, second,
+                           dim=x.shape[1])
 
 
 def sparse_grid_rule(dim):
@@ -251,7 +294,7 @@ class SparseGridDerivatives(DerivativeBackend):
         smoothed = values.sum(dim=1)
         gradient = values @ nodes / s
         second = values @ (nodes**2 - 1) / s**2
-        return Derivatives(smoothed, space_axes, gradient, second)
+        return Derivatives(smoothed, space_axes, gradient, second, dim=dim)
 
 
 BACKENDS = ("autograd", "finite_difference", "stein", "sparse_grid")

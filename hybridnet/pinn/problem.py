@@ -14,13 +14,21 @@ class PDE:
     residual : callable
         ``residual(x, d) -> (n,)``: x the points (n x D tensor), d a
         :class:`~hybridnet.pinn.derivatives.Derivatives` with ``d.u``, ``d.diff(i)``,
-        ``d.grad(axes=None)``, ``d.diff2(i)``, ``d.laplacian(axes=None)``.
+        ``d.grad(axes=None)``, ``d.diff2(i)``, ``d.laplacian(axes=None)``; axes run from 0 to
+        D - 1 (an axis outside raises an ``IndexError`` that names it).
     conditions : sequence of Condition, default=()
         Boundary, initial and terminal conditions.
     solution : callable, optional
         The exact solution ``solution(x) -> (n,)`` (tensor or array), for metrics.
     output_transform : callable, optional
         ``output_transform(x, network_output) -> u`` (both (n,)), to impose hard constraints.
+
+    Attributes
+    ----------
+    builtin : tuple or None
+        ``(name, arguments)`` of the :mod:`~hybridnet.pinn.problems` factory that made this
+        problem, else None; :func:`hybridnet.save` stores such a problem by name. Change a
+        built-in problem's pieces and you should set it to None.
 
     Examples
     --------
@@ -55,6 +63,8 @@ class PDE:
         self.conditions = conditions
         self.solution = solution
         self.output_transform = output_transform
+        # (factory name, arguments) when a built-in problem of hybridnet.pinn.problems made it.
+        self.builtin = None
 
     def __repr__(self):
         return (f"PDE({self.domain!r}, conditions={list(self.conditions)!r}, "

@@ -2,10 +2,12 @@
 
 Closed forms where they exist (Poisson, heat, HJB, Black-Scholes); Burgers' reference is the
 Cole-Hopf solution evaluated by Gauss-Hermite quadrature (:mod:`hybridnet.pinn.reference`).
-Residuals and solutions are module-level functions, so the problems pickle.
+Residuals and solutions are module-level functions, so the problems pickle. Each problem
+records how it was made (``PDE.builtin``), so :func:`hybridnet.save` stores it by name.
 """
 
 import functools
+import inspect
 import math
 
 import numpy as np
@@ -14,6 +16,24 @@ import torch
 from .conditions import DirichletBC, InitialCondition, TerminalCondition
 from .domain import Box
 from .problem import PDE
+
+BUILTIN = {}
+"""The built-in problem factories by name (what :func:`hybridnet.load` may call)."""
+
+
+def _builtin(factory):
+    """Register ``factory`` and record on each PDE it makes its name and arguments."""
+
+    @functools.wraps(factory)
+    def make(*args, **kwargs):
+        arguments = inspect.signature(factory).bind(*args, **kwargs)
+        arguments.apply_defaults()
+        pde = factory(*args, **kwargs)
+        pde.builtin = (factory.__name__, dict(arguments.arguments))
+        return pde
+
+    BUILTIN[factory.__name__] = make
+    return make
 
 # ----------------------------------------------------------------------------- Poisson 2-D
 
@@ -35,6 +55,7 @@ def _square_bubble(x, out):
     return 16 * x[:, 0] * (1 - x[:, 0]) * x[:, 1] * (1 - x[:, 1]) * out
 
 
+@_builtin
 def poisson_2d(hard_constraint=False):
     """``Laplacian u = -2 pi^2 sin(pi x) sin(pi y)`` on the unit square, ``u = 0`` on the boundary.
 
@@ -72,6 +93,7 @@ def _heat_initial(x):
     return torch.sin(math.pi * x[:, 0])
 
 
+@_builtin
 def heat_1d(diffusivity=0.1):
     """``u_t = a u_xx`` on x in [0, 1], t in [0, 1]; ``u(x, 0) = sin(pi x)``, ``u = 0`` at x = 0, 1.
 
@@ -112,6 +134,7 @@ def _burgers_solution(x, viscosity):
     return torch.as_tensor(values)
 
 
+@_builtin
 def burgers_1d(viscosity=BURGERS_VISCOSITY):
     """Viscous Burgers ``u_t + u u_x = nu u_xx`` on x in [-1, 1], t in [0, 1].
 
@@ -149,6 +172,7 @@ def _hjb_solution(x):
     return x[:, :-1].sum(dim=1) + 1 - x[:, -1]
 
 
+@_builtin
 def hjb(dim=20):
     """Hamilton-Jacobi-Bellman ``u_t + Laplacian_x u - |grad_x u|^2 / dim + 2 = 0``.
 
@@ -203,6 +227,7 @@ def _black_scholes_solution(x, strike, rate, volatility, maturity):
     return torch.as_tensor(values)
 
 
+@_builtin
 def black_scholes(strike=1.0, rate=0.05, volatility=0.2, maturity=1.0, s_max=2.0):
     """European call under Black-Scholes: ``V_t + sigma^2 S^2 V_SS / 2 + r S V_S - r V = 0``.
 

@@ -7,17 +7,20 @@ end of :mod:`hybridnet.pinn.derivatives`.
 """
 
 import copy
-import math
 import numbers
 import time
+from collections import namedtuple
+from types import SimpleNamespace
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
+from .._random import spawn_seeds
 from ..network import ACTIVATIONS, DEVICES, build_mlp
 from ..optim import BatchedLoss, ZerothOrderOptimizer
 from ..physical import BlackBox
@@ -31,6 +34,29 @@ BALANCINGS = ("auto", "gradient_norm", "none")
 # Loss balancing: how often the factors are re-estimated and how much of the old value stays.
 BALANCE_EVERY = 10
 BALANCE_MEMORY = 0.9
+
+# The independent random streams of one fit, each seeded by its own child of the fit's seed:
+# with one shared stream the zeroth-order directions would replay the points' draws.
+_Streams = namedtuple("_Streams", ["network", "points", "zo", "predict"])
+
+
+def _streams(seed):
+    """The seeds of a fit's random streams, derived from its root ``seed``."""
+    return _Streams(*spawn_seeds(seed, len(_Streams._fields)))
+
+
+def _working_dtype(derivatives, dim):
+    """float32, except for the sparse grid above D = 3.
+
+    The sparse grid's large mixed-sign weights amplify float32 rounding about
+    ``sum |w (|z|^2 - D)| / s^2`` times: above D = 3 it needs float64.
+    """
+    return torch.float64 if derivatives == "sparse_grid" and dim > 3 else torch.float32
+
+
+def _join(names):
+    """'a', 'a and b', 'a, b and c'."""
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 class PINNLoss(nn.Module):
@@ -107,6 +133,13 @@ class PINNLoss(nn.Module):
             terms.append((self.values(data_x[0], data_x[1]) - data_y).square().mean())
         return torch.stack(terms)
 
+    def term_names(self, with_data):
+        """Names of the terms, in the order of :meth:`terms` (for error messages)."""
+        names = ["the PDE residual"]
+        names += [f"condition {index} ({type(condition).__name__})"
+                  for index, condition in enumerate(self.pde.conditions)]
+        return names + ["the data term"] if with_data else names
+
     def weights(self, with_data):
         """Weight of each term: 1 for the residual, user weight x balance for the others."""
         user = [condition.weight for condition in self.pde.conditions]
@@ -177,8 +210,10 @@ class PINNSolver(RegressorMixin, BaseEstimator):
     data_weight : float, default=1.0
         Weight of the data-fit term when ``fit`` gets ``y``.
     random_state : int, RandomState instance or None, default=None
-        Seeds the network, the points and all random draws.
-    device : {"cpu", "cuda"}, default="cpu"
+        Draws the fit's root seed, from which independent streams are derived for the
+        network's initialisation, the points and Stein directions, the zeroth-order
+        directions and the fixed noise of :meth:`predict`. An int makes fits reproducible.
+    device : {"cpu", "cuda"} or torch.device, default="cpu"
         Where the network runs.
     verbose : bool, default=False
         tqdm progress bar.
@@ -200,6 +235,23 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         weights you set, times the balancing factors).
     history_ : History
         Per-step records.
+    fit_time_ : float
+        Seconds spent training.
+
+    Notes
+    -----
+    ``fit`` validates the hyperparameters with scikit-learn's parameter constraints (numpy
+    integers and floats are accepted; inf and NaN are not), then the data, then evaluates the
+    loss once at the new network. Until all of that has passed nothing on the solver changes,
+    so a refused ``fit`` leaves an earlier fit's network, attributes and predictions as they
+    were. Once training has started, an exception (Ctrl-C, a failing device) leaves the
+    solver fitted with the steps run so far.
+
+    When the loss turns NaN or inf during training, training stops with a
+    ``ConvergenceWarning`` and keeps the best weights seen. The warning says why: weights or
+    network outputs that blew up (lower ``learning_rate``), or the loss terms that are NaN or
+    inf while the network is finite (the problem's functions are undefined at the network's
+    current output, which a smaller learning rate does not cure).
 
     Examples
     --------
@@ -210,6 +262,31 @@ class PINNSolver(RegressorMixin, BaseEstimator):
     >>> solver.relative_l2_error() < 0.2
     True
     """
+
+    _parameter_constraints = {
+        "pde": [PDE],
+        "hidden_layer_sizes": ["array-like"],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "derivatives": [StrOptions(set(BACKENDS))],
+        "smoothing": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "stein_samples": [Interval(numbers.Integral, 1, None, closed="left")],
+        "training": [StrOptions(set(TRAININGS))],
+        "tt_rank": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "physical_layer": [StrOptions(set(DEVICES)), BlackBox, None],
+        "zo_estimator": [StrOptions(set(ESTIMATORS))],
+        "zo_samples": [Interval(numbers.Integral, 1, None, closed="left")],
+        "zo_smoothing": [Interval(numbers.Real, 0, None, closed="neither")],
+        "n_collocation": [Interval(numbers.Integral, 1, None, closed="left")],
+        "n_boundary": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_iter": [Interval(numbers.Integral, 1, None, closed="left")],
+        "learning_rate": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lbfgs_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+        "loss_balancing": [StrOptions(set(BALANCINGS))],
+        "data_weight": [Interval(numbers.Real, 0, None, closed="left")],
+        "random_state": ["random_state"],
+        "device": [str, torch.device],
+        "verbose": ["verbose"],
+    }
 
     def __init__(self, pde, hidden_layer_sizes=(64, 64), activation="tanh", *,
                  derivatives="autograd", smoothing=None, stein_samples=64, training="backprop",
@@ -242,45 +319,21 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ validation
-    def _validate(self):
-        if not isinstance(self.pde, PDE):
-            raise TypeError(f"pde must be a hybridnet.pinn.PDE, got {type(self.pde).__name__}")
-        choices = (("activation", self.activation, ACTIVATIONS),
-                   ("derivatives", self.derivatives, BACKENDS),
-                   ("training", self.training, TRAININGS),
-                   ("loss_balancing", self.loss_balancing, BALANCINGS),
-                   ("zo_estimator", self.zo_estimator, ESTIMATORS))
-        for name, value, allowed in choices:
-            if not isinstance(value, str) or value not in allowed:
-                raise ValueError(f"{name} must be one of {tuple(allowed)}, got {value!r}")
-        if not (self.physical_layer is None or isinstance(self.physical_layer, BlackBox)
-                or self.physical_layer in DEVICES):
-            raise ValueError(f"physical_layer must be None, one of {tuple(DEVICES)} or a "
-                             f"BlackBox, got {self.physical_layer!r}")
+    def _settings(self, require_device=True):
+        """The hyperparameters checked together, numbers as Python ``int`` and ``float``.
+
+        ``require_device=False`` (loading a saved model) falls back to the CPU where CUDA is
+        missing instead of refusing.
+
+        Each parameter alone has passed ``_parameter_constraints``, which accepts numpy
+        scalars; torch and the optimisers want Python numbers, so they are converted here.
+        """
         sizes = self.hidden_layer_sizes
-        if (not isinstance(sizes, list | tuple) or not sizes
-                or not all(isinstance(s, numbers.Integral) and s >= 1 for s in sizes)):
-            raise ValueError(f"hidden_layer_sizes must be a non-empty sequence of positive ints, "
-                             f"got {sizes!r}")
-        for name in ("stein_samples", "zo_samples", "n_collocation", "n_boundary", "max_iter"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if (isinstance(self.lbfgs_iter, bool) or not isinstance(self.lbfgs_iter, numbers.Integral)
-                or self.lbfgs_iter < 0):
-            raise ValueError(f"lbfgs_iter must be an int >= 0, got {self.lbfgs_iter!r}")
-        if self.tt_rank is not None and (not isinstance(self.tt_rank, numbers.Integral)
-                                         or self.tt_rank < 1):
-            raise ValueError(f"tt_rank must be an int >= 1 or None, got {self.tt_rank!r}")
-        positive = ("learning_rate", "zo_smoothing") + (
-            ("smoothing",) if self.smoothing is not None else ())
-        for name in positive:
-            value = getattr(self, name)
-            if not (isinstance(value, numbers.Real) and 0 < value < math.inf):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        if not (isinstance(self.data_weight, numbers.Real) and self.data_weight >= 0):
-            raise ValueError(f"data_weight must be a non-negative number, got "
-                             f"{self.data_weight!r}")
+        if len(sizes) == 0 or not all(isinstance(size, numbers.Integral) and size >= 1
+                                      for size in sizes):
+            raise InvalidParameterError(f"The 'hidden_layer_sizes' parameter of PINNSolver must "
+                                        f"be a non-empty sequence of ints >= 1. Got {sizes!r} "
+                                        f"instead.")
         if self.training == "bp_free" and self.derivatives == "autograd":
             raise ValueError("training='bp_free' never differentiates, so derivatives='autograd' "
                              "cannot be used; choose 'finite_difference', 'stein' or "
@@ -297,77 +350,182 @@ class PINNSolver(RegressorMixin, BaseEstimator):
                                 or not make_backend(self.derivatives, scale=1.0).deterministic):
             raise ValueError("lbfgs_iter needs training='backprop' and a deterministic "
                              "derivative back end (not 'stein')")
-        device = torch.device(self.device)
+        try:
+            device = torch.device(self.device)
+        except RuntimeError as error:
+            raise ValueError(f"device must be 'cpu', 'cuda' or a torch.device, got "
+                             f"{self.device!r}") from error
         if device.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError("device='cuda' was requested but CUDA is not available here")
-        return device
+            if require_device:
+                raise ValueError("device='cuda' was requested but CUDA is not available here")
+            device = torch.device("cpu")
+        return SimpleNamespace(
+            hidden_layer_sizes=tuple(int(size) for size in sizes),
+            smoothing=None if self.smoothing is None else float(self.smoothing),
+            stein_samples=int(self.stein_samples),
+            tt_rank=None if self.tt_rank is None else int(self.tt_rank),
+            zo_samples=int(self.zo_samples), zo_smoothing=float(self.zo_smoothing),
+            n_collocation=int(self.n_collocation), n_boundary=int(self.n_boundary),
+            max_iter=int(self.max_iter), learning_rate=float(self.learning_rate),
+            lbfgs_iter=int(self.lbfgs_iter), data_weight=float(self.data_weight),
+            device=device, dtype=_working_dtype(self.derivatives, self.pde.domain.dim))
+
+    def _check_points(self, X, y, plan):
+        """X (and y) as tensors ``(X, y or None)``, or None without X."""
+        if X is None:
+            if y is not None:
+                raise ValueError("y was given without X, the points where it was measured")
+            return None
+        domain = self.pde.domain
+        if y is None:
+            X = validate_data(self, X, dtype=np.float64)
+        else:
+            X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        if X.shape[1] != domain.dim:
+            raise ValueError(f"X must have {domain.dim} columns (the domain's dimension), "
+                             f"got {X.shape[1]}")
+        # torch.tensor copies: a read-only array (pandas' copy-on-write) cannot be shared.
+        X_t = torch.tensor(X, dtype=plan.dtype, device=plan.device)
+        outside = ~domain.contains(X_t)
+        if outside.any():
+            raise ValueError(f"{int(outside.sum())} rows of X lie outside {domain!r}")
+        y_t = None if y is None else torch.tensor(y, dtype=plan.dtype, device=plan.device)
+        return X_t, y_t
 
     # ------------------------------------------------------------------ set-up
-    def _dtype(self):
-        # The sparse grid's large mixed-sign weights amplify float32 rounding about
-        # sum |w (|z|^2 - D)| / s^2 times: above D = 3 it needs float64.
-        high_dimension = self.pde.domain.dim > 3
-        return torch.float64 if self.derivatives == "sparse_grid" and high_dimension \
-            else torch.float32
+    def _plan(self, X, y):
+        """Check everything one fit needs and build it, without touching the fitted state.
 
-    def _build(self, seed):
+        Returns
+        -------
+        SimpleNamespace
+            The settings of :meth:`_settings`, plus ``data``, ``has_data``, the root
+            ``seed`` and its ``streams``, the ``loss`` module (holding the new network), the
+            points ``generator``, ``evaluations_per_loss`` and an ``evaluations`` counter.
+            The training steps keep their latest draw in ``last_draws`` (for the divergence
+            diagnosis).
+        """
+        plan = self._settings()
+        plan.data = self._check_points(X, y, plan)
+        plan.has_data = plan.data is not None and plan.data[1] is not None
+        plan.seed = int(check_random_state(self.random_state).randint(2**31 - 1))
+        plan.streams = _streams(plan.seed)
+        plan.loss = self._build(plan)
+        plan.generator = torch.Generator().manual_seed(plan.streams.points)
+        first_draw = self._draw(plan)
+        self._check_problem(plan, first_draw)
+        plan.evaluations_per_loss = self._evaluations_per_loss(plan, first_draw)
+        plan.evaluations = 0
+        return plan
+
+    def _build(self, plan):
         domain = self.pde.domain
+        seed = plan.streams.network
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            layer_options = dict(zo_estimator=self.zo_estimator, zo_samples=self.zo_samples,
-                                 surrogate_rank=max(1, min(self.hidden_layer_sizes) // 2))
-            network = build_mlp(domain.dim, 1, tuple(self.hidden_layer_sizes), self.activation,
+            layer_options = dict(zo_estimator=self.zo_estimator, zo_samples=plan.zo_samples,
+                                 surrogate_rank=max(1, min(plan.hidden_layer_sizes) // 2))
+            network = build_mlp(domain.dim, 1, plan.hidden_layer_sizes, self.activation,
                                 physical_layer=self.physical_layer, layer_options=layer_options,
-                                tt_rank=self.tt_rank, seed=seed)
-        backend = make_backend(self.derivatives, scale=domain.scale, smoothing=self.smoothing,
-                               stein_samples=self.stein_samples)
-        return PINNLoss(network.to(self._device, self._dtype()), self.pde, backend,
-                        self.data_weight).to(self._device)
+                                tt_rank=plan.tt_rank, seed=seed)
+        backend = make_backend(self.derivatives, scale=domain.scale, smoothing=plan.smoothing,
+                               stein_samples=plan.stein_samples)
+        return PINNLoss(network.to(plan.device, plan.dtype), self.pde, backend,
+                        plan.data_weight).to(plan.device)
 
-    def _draw(self, generator, data):
+    def _draw(self, plan):
         """Points and random draws of one step (all made before the loss is evaluated)."""
-        domain, backend = self.pde.domain, self._loss_module.backend
-        dtype, device = self._dtype(), self._device
-        options = dict(dtype=dtype, device=device)
+        domain, backend, generator = self.pde.domain, plan.loss.backend, plan.generator
+        options = dict(dtype=plan.dtype, device=plan.device)
+        data = plan.data
         if data is not None and data[1] is None:  # X supplies the collocation points
-            pick = torch.randperm(len(data[0]), generator=generator)[:self.n_collocation]
+            pick = torch.randperm(len(data[0]), generator=generator)[:plan.n_collocation]
             collocation = data[0][pick]
         else:
-            collocation = domain.sample_interior(self.n_collocation, generator, dtype).to(device)
+            collocation = domain.sample_interior(plan.n_collocation, generator,
+                                                 plan.dtype).to(plan.device)
         draws = [collocation, backend.draw(len(collocation), domain.dim, generator, **options)]
         conditions = []
         for condition in self.pde.conditions:
-            points = condition.sample(domain, self.n_boundary, generator, dtype).to(device)
+            points = condition.sample(domain, plan.n_boundary, generator,
+                                      plan.dtype).to(plan.device)
             conditions.append((points, backend.draw(len(points), domain.dim, generator,
                                                     **options)))
         draws.append(conditions)
-        if data is not None and data[1] is not None:
+        if plan.has_data:
             X, y = data
             draws += [(X, backend.draw(len(X), domain.dim, generator, **options)), y]
         return draws
 
-    def _evaluations_per_loss(self, draws):
-        backend, dim = self._loss_module.backend, self.pde.domain.dim
+    def _evaluations_per_loss(self, plan, draws):
+        backend, dim = plan.loss.backend, self.pde.domain.dim
         count = len(draws[0]) * backend.evaluations_per_point(dim)
         for condition, (points, _) in zip(self.pde.conditions, draws[2], strict=True):
             per_point = backend.evaluations_per_point(dim) if condition.needs_derivatives \
                 else backend.value_evaluations_per_point()
             count += len(points) * per_point
-        if len(draws) > 3:
+        if plan.has_data:
             count += len(draws[3][0]) * backend.value_evaluations_per_point()
         return count
 
-    def _check_problem(self, draws):
+    def _broken_terms(self, plan, draws):
+        """Names of the loss terms that are NaN or inf at ``draws``, and the weighted loss."""
+        # Autograd derivatives differentiate the network, so they need gradients on.
+        with torch.enable_grad() if self.derivatives == "autograd" else torch.no_grad():
+            terms = plan.loss.terms(*draws).detach()
+        names = plan.loss.term_names(plan.has_data)
+        broken = [name for name, term in zip(names, terms, strict=True)
+                  if not torch.isfinite(term)]
+        return broken, terms @ plan.loss.weights(plan.has_data).to(terms.dtype)
+
+    def _check_problem(self, plan, draws):
         """Evaluate the loss once, turning a broken problem definition into a clear error."""
-        with torch.no_grad() if self.derivatives != "autograd" else torch.enable_grad():
-            loss = self._loss_module(*draws)
+        broken, loss = self._broken_terms(plan, draws)
+        if broken:
+            verb = "is" if len(broken) == 1 else "are"
+            raise ValueError(f"the loss is not finite at the initial network: {_join(broken)} "
+                             f"{verb} NaN or inf")
         if not torch.isfinite(loss):
-            raise ValueError("the loss is not finite at the initial network: the residual, a "
-                             "condition's value or the data returned NaN or inf")
+            raise ValueError("the loss is not finite at the initial network: its terms are "
+                             "finite but their weighted sum overflows")
+
+    def _explain_divergence(self, plan):
+        """Why the loss turned NaN or inf: the advice of the ``ConvergenceWarning``.
+
+        Runs before the best weights are restored, so it sees the state that failed. Weights
+        that are not finite, or a network output whose square overflows, mean the steps were
+        too large. Finite weights and output with a non-finite loss term mean the problem's
+        functions are undefined at the network's current output, which a smaller learning rate
+        does not cure.
+        """
+        lower = f"lower learning_rate (now {plan.learning_rate:g})"
+        if not all(bool(torch.isfinite(p).all()) for p in plan.loss.parameters()):
+            return f"The network's weights are no longer finite: the steps are too large; {lower}."
+        with torch.no_grad():
+            output = plan.loss.network(plan.last_draws[0])
+        if not bool(torch.isfinite(output.square()).all()):
+            return (f"The network's output has blown up (max |output| = "
+                    f"{float(output.abs().max()):.3g}): the steps are too large; {lower}.")
+        broken, _ = self._broken_terms(plan, plan.last_draws)
+        if broken:
+            verb = "is" if len(broken) == 1 else "are"
+            return (f"The weights and the network's output are finite (output in "
+                    f"[{float(output.min()):.3g}, {float(output.max()):.3g}]) but "
+                    f"{_join(broken)} {verb} NaN or inf: the problem's functions return NaN or "
+                    "inf for the current network output (e.g. sqrt or log of a negative value, "
+                    "a division by zero), so a smaller learning rate will not help; make them "
+                    "defined for every value u can take (clamp, softplus, an output_transform).")
+        return ("Every loss term is finite when evaluated again at the last points, so the "
+                "non-finite value came from a perturbed or random evaluation (zeroth-order "
+                f"perturbations, device noise) or from an overflowing weighted sum; {lower}.")
 
     # ------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X=None, y=None):
         """Train the network on the PDE (and on data, when ``y`` is given).
+
+        The hyperparameters, X and y and the loss at the new network are all checked before
+        anything on the solver changes, so a refused fit leaves an earlier fit intact.
 
         Parameters
         ----------
@@ -382,71 +540,68 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        self._device = self._validate()
-        domain = self.pde.domain
-        data = None
-        if X is not None:
-            if y is None:
-                X = validate_data(self, X, dtype=np.float64)
-            else:
-                X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
-            if X.shape[1] != domain.dim:
-                raise ValueError(f"X must have {domain.dim} columns (the domain's dimension), "
-                                 f"got {X.shape[1]}")
-            X_t = torch.as_tensor(X, dtype=self._dtype(), device=self._device)
-            outside = ~domain.contains(X_t)
-            if outside.any():
-                raise ValueError(f"{int(outside.sum())} rows of X lie outside {domain!r}")
-            y_t = None if y is None else torch.as_tensor(y, dtype=self._dtype(),
-                                                         device=self._device)
-            data = (X_t, y_t)
-        self.n_features_in_ = domain.dim
-        seed = int(check_random_state(self.random_state).randint(2**31 - 1))
-        self._seed = seed
-        self._loss_module = self._build(seed)
-        self.module_ = self._loss_module.network
-        generator = torch.Generator().manual_seed(seed)
-        first_draw = self._draw(generator, data)
-        self._check_problem(first_draw)
-        evaluations_per_loss = self._evaluations_per_loss(first_draw)
-        self.history_ = History()
-        self._evaluations = 0
-        if self.training == "backprop":
-            step = self._adam_step(generator, data)
-        else:
-            step = self._bp_free_step(generator, data, evaluations_per_loss)
-        callbacks = [EarlyStopping("train_loss", patience=self.max_iter + 1)]
-        if self.verbose:
-            callbacks.append(ProgressBar(self.max_iter))
-        start = time.perf_counter()
-        train_epochs(self._loss_module, step, lambda: [None], self.max_iter,
-                     callbacks=callbacks, history=self.history_)
-        if self.lbfgs_iter:
-            self._lbfgs(generator, data)
-        self.fit_time_ = time.perf_counter() - start
-        self.n_iter_ = len(self.history_)
-        self.loss_curve_ = self.history_[:, "train_loss"]
-        self.n_network_evaluations_ = self._evaluations
-        weights = self._loss_module.weights(data is not None and data[1] is not None)
-        self.loss_weights_ = weights[1:].double().cpu().numpy()
+        # Everything is built in locals (the plan) and committed once training starts. Only
+        # validate_data writes to self early (n_features_in_, feature_names_in_), so a snapshot
+        # of the attributes undoes a refusal.
+        snapshot = self.__dict__.copy()
+        try:
+            plan = self._plan(X, y)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(snapshot)
+            raise
+        self._train(plan)
         return self
 
-    def _adam_step(self, generator, data):
-        optimizer = torch.optim.Adam(self._loss_module.parameters(), lr=self.learning_rate)
+    def _train(self, plan):
+        self.n_features_in_ = self.pde.domain.dim
+        if plan.data is None:  # no X this time: column names of an earlier fit do not apply
+            self.__dict__.pop("feature_names_in_", None)
+        self.__dict__.pop("_zo_optimizer", None)
+        self._seed, self._device, self._dtype = plan.seed, plan.device, plan.dtype
+        self._loss_module = plan.loss
+        self.module_ = plan.loss.network
+        self.history_ = History()
+        if self.training == "backprop":
+            step = self._adam_step(plan)
+        else:
+            step = self._bp_free_step(plan)
+        callbacks = [EarlyStopping("train_loss", patience=plan.max_iter + 1)]
+        if self.verbose:
+            callbacks.append(ProgressBar(plan.max_iter))
+        start = time.perf_counter()
+        # The fitted attributes describe the steps run even when training is interrupted.
+        try:
+            train_epochs(plan.loss, step, lambda: [None], plan.max_iter, callbacks=callbacks,
+                         history=self.history_,
+                         explain_divergence=lambda: self._explain_divergence(plan))
+            if plan.lbfgs_iter:
+                self._lbfgs(plan)
+        finally:
+            self.fit_time_ = time.perf_counter() - start
+            self.n_iter_ = len(self.history_)
+            self.loss_curve_ = self.history_[:, "train_loss"]
+            self.n_network_evaluations_ = plan.evaluations
+            weights = plan.loss.weights(plan.has_data)
+            self.loss_weights_ = weights[1:].double().cpu().numpy()
+
+    def _adam_step(self, plan):
+        loss_module = plan.loss
+        optimizer = torch.optim.Adam(loss_module.parameters(), lr=plan.learning_rate)
         schedule = torch.optim.lr_scheduler.ExponentialLR(
-            optimizer, gamma=(1 / 20) ** (1 / self.max_iter))
-        has_data = data is not None and data[1] is not None
+            optimizer, gamma=(1 / 20) ** (1 / plan.max_iter))
         # Hard constraints alone leave nothing to balance against the residual.
-        balancing = self.loss_balancing != "none" and (len(self.pde.conditions) > 0 or has_data)
+        balancing = self.loss_balancing != "none" and (len(self.pde.conditions) > 0
+                                                      or plan.has_data)
 
         def step(_):
-            draws = self._draw(generator, data)
+            draws = plan.last_draws = self._draw(plan)
             optimizer.zero_grad()
-            terms = self._loss_module.terms(*draws)
+            terms = loss_module.terms(*draws)
             if balancing and len(self.history_) % BALANCE_EVERY == 0:
-                self._balance(terms)
-            loss = terms @ self._loss_module.weights(has_data).to(terms.dtype)
-            self._evaluations += self._evaluations_per_loss(draws)
+                self._balance(loss_module, terms)
+            loss = terms @ loss_module.weights(plan.has_data).to(terms.dtype)
+            plan.evaluations += self._evaluations_per_loss(plan, draws)
             if not torch.isfinite(loss):
                 return loss.item(), 1.0
             loss.backward()
@@ -456,16 +611,16 @@ class PINNSolver(RegressorMixin, BaseEstimator):
 
         return step
 
-    def _balance(self, terms):
+    def _balance(self, loss_module, terms):
         """Move each term's factor towards ||grad residual loss|| / ||grad term||."""
-        parameters = [p for p in self._loss_module.parameters() if p.requires_grad]
+        parameters = [p for p in loss_module.parameters() if p.requires_grad]
         norms = []
         for term in terms:
             # Some parameters may not reach a term (the last bias never reaches a Laplacian).
             grads = torch.autograd.grad(term, parameters, retain_graph=True, allow_unused=True,
                                         materialize_grads=True)
             norms.append(torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads])))
-        balance = self._loss_module.balance
+        balance = loss_module.balance
         for index, norm in enumerate(norms[1:]):
             # Only ever raise a weight: lowering an initial or boundary condition below what the
             # user set let the residual fit a wrong solution (heat, Burgers, Black-Scholes).
@@ -473,36 +628,36 @@ class PINNSolver(RegressorMixin, BaseEstimator):
             if torch.isfinite(target):  # a satisfied term keeps its factor
                 balance[index] = BALANCE_MEMORY * balance[index] + (1 - BALANCE_MEMORY) * target
 
-    def _bp_free_step(self, generator, data, evaluations_per_loss):
+    def _bp_free_step(self, plan):
         # Perturbed losses per vectorised call: about 2e5 network evaluations at once keeps
         # memory in bounds (HJB-20d's sparse grid alone costs 92,500 per loss).
         optimizer = ZerothOrderOptimizer(
-            self._loss_module.parameters(), lr=self.learning_rate, estimator=self.zo_estimator,
-            n_samples=self.zo_samples, smoothing=self.zo_smoothing, update="adam",
-            chunk_size=max(1, 200_000 // evaluations_per_loss), seed=self._seed)
+            plan.loss.parameters(), lr=plan.learning_rate, estimator=self.zo_estimator,
+            n_samples=plan.zo_samples, smoothing=plan.zo_smoothing, update="adam",
+            chunk_size=max(1, 200_000 // plan.evaluations_per_loss), seed=plan.streams.zo)
         self._zo_optimizer = optimizer
 
         def step(_):
-            draws = self._draw(generator, data)
+            draws = plan.last_draws = self._draw(plan)
             before = optimizer.n_evaluations
-            loss = optimizer.step(BatchedLoss(self._loss_module, lambda value: value, tuple(draws)))
-            self._evaluations += (optimizer.n_evaluations - before) * \
-                self._evaluations_per_loss(draws)
+            loss = optimizer.step(BatchedLoss(plan.loss, lambda value: value, tuple(draws)))
+            plan.evaluations += (optimizer.n_evaluations - before) * \
+                self._evaluations_per_loss(plan, draws)
             return float(loss), 1.0
 
         return step
 
-    def _lbfgs(self, generator, data):
-        draws = self._draw(generator, data)
-        optimizer = torch.optim.LBFGS(self._loss_module.parameters(), max_iter=self.lbfgs_iter,
+    def _lbfgs(self, plan):
+        draws = self._draw(plan)
+        optimizer = torch.optim.LBFGS(plan.loss.parameters(), max_iter=plan.lbfgs_iter,
                                       line_search_fn="strong_wolfe")
-        per_loss = self._evaluations_per_loss(draws)
+        per_loss = self._evaluations_per_loss(plan, draws)
 
         def closure():
             optimizer.zero_grad()
-            loss = self._loss_module(*draws)
+            loss = plan.loss(*draws)
             loss.backward()
-            self._evaluations += per_loss
+            plan.evaluations += per_loss
             return loss
 
         optimizer.step(closure)
@@ -521,10 +676,10 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self, "module_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        x = torch.as_tensor(X, dtype=self._dtype(), device=self._device)
+        x = torch.tensor(X, dtype=self._dtype, device=self._device)
         backend = self._loss_module.backend
-        # A fixed stream: Stein's smoothed predictions are the same at every call.
-        generator = torch.Generator().manual_seed(self._seed)
+        # A fixed stream of its own: Stein's smoothed predictions are the same at every call.
+        generator = torch.Generator().manual_seed(_streams(self._seed).predict)
         noise = backend.draw(len(x), x.shape[1], generator, dtype=x.dtype, device=x.device)
         self._loss_module.eval()
         with torch.no_grad():
