@@ -11,8 +11,16 @@ Decisions where scikit-learn's own networks give no answer:
   are float64 numpy arrays.
 - The regressor standardises its targets internally (per output) and undoes it in ``predict``;
   ``loss_curve_`` is the mean squared error in standardised units.
-- Both learning rates follow a cosine decay over ``max_iter`` epochs in ``fit`` and stay constant
-  in ``partial_fit``.
+- Every ``fit`` and ``partial_fit`` call starts from ``learning_rate`` and
+  ``device_learning_rate``: ``fit`` (also a warm-started one) decays both by a cosine to 0 over
+  its ``max_iter`` epochs, ``partial_fit`` keeps them constant. A continued network therefore
+  always trains, and a changed learning rate applies to it.
+- A call that fails validation (data, hyperparameters, a warm start that cannot continue) leaves
+  the estimator exactly as it was. Once training has started, an exception (a device that keeps
+  failing, Ctrl-C) leaves it fitted with the epochs that finished, the best weights restored
+  when ``early_stopping`` tracked them.
+- ``warm_start`` and ``partial_fit`` continue the network only while the hyperparameters that
+  built it (``ARCHITECTURE_PARAMETERS``) are unchanged; otherwise they raise before any epoch.
 - Sparse input is refused (the devices take dense vectors).
 """
 
@@ -56,12 +64,13 @@ HYBRID_CGE_LR_FACTOR = 0.2
 HYBRID_CGE_SKIP = 0.5
 # Hyperparameters that shape the network, its layers or its optimizer: a warm start or a
 # partial_fit cannot continue a network built with other values. The rest (learning rates,
-# batch size, epochs, stopping rule, device retries) apply to a continued network as well.
+# batch size, epochs, stopping rule, device retries, the torch device the network runs on)
+# apply to a continued network as well.
 ARCHITECTURE_PARAMETERS = (
     "hidden_layer_sizes", "activation", "physical_layer", "physical_positions", "device_options",
     "training", "surrogate_rank", "surrogate_probes", "surrogate_update_every",
     "surrogate_rebuild_every", "surrogate_update", "zo_estimator", "zo_samples", "zo_smoothing",
-    "zo_batch_rank", "tt_rank", "device", "module")
+    "zo_batch_rank", "tt_rank", "module")
 
 _POSITIVE_INT = Interval(numbers.Integral, 1, None, closed="left")
 _POSITIVE_REAL = Interval(numbers.Real, 0, None, closed="neither")
@@ -82,6 +91,17 @@ def _same_setting(a, b):
     if isinstance(a, nn.Module) or isinstance(b, nn.Module):
         return a is b  # a device or network instance: the very object the network was built from
     return a == b
+
+
+def _to_cpu(value):
+    """``value`` (nested dicts, lists and tuples of tensors) with every tensor on the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(item) for item in value)
+    return value
 
 
 @contextlib.contextmanager
@@ -316,6 +336,13 @@ class _BaseHybridNet(BaseEstimator):
         for group, rate in zip(self._optimizer.param_groups, rates, strict=False):
             group["lr"] = group["initial_lr"] = float(rate) * factor
 
+    def _move_to(self, device):
+        """Run a continued network on another torch device (a GPU model continued on a CPU)."""
+        self.module_.to(device)
+        # Loading its own state casts the optimizer's moments to the parameters' new device.
+        self._optimizer.load_state_dict(self._optimizer.state_dict())
+        self._device = device
+
     def _weighted_loss(self, output, targets, weights):
         # clamp: a batch whose weights are all zero has loss 0, not NaN
         return (self._loss(output, targets) * weights).sum() / weights.sum().clamp_min(1e-12)
@@ -432,6 +459,8 @@ class _BaseHybridNet(BaseEstimator):
                     self._check_module_output(self.module_,
                                               torch.as_tensor(X[:2], device=device),
                                               self._n_outputs(y))
+        if device != self._device:
+            self._move_to(device)
         if incremental:
             self._run(X, y, sample_weight, 1)
         else:
@@ -463,15 +492,21 @@ class _BaseHybridNet(BaseEstimator):
 
     # ----------------------------------------------------------------- persistence
     def __getstate__(self):
-        # A model trained on a GPU must load on a CPU-only machine: pickle the network on CPU.
+        # A model trained on a GPU must load on a CPU-only machine: pickle the network and the
+        # optimizer's state on the CPU. The optimizer is rebuilt on load; its counters and its
+        # random stream (bp_free directions) travel beside its state_dict.
         state = self.__dict__.copy()
         if "module_" in state:
             module = copy.deepcopy(state["module_"]).cpu()
             state["module_"] = module
             state["_device"] = torch.device("cpu")
-            state.pop("_optimizer", None)
-            state["_optimizer_state"] = self._optimizer.state_dict() if hasattr(
-                self, "_optimizer") else None
+            optimizer = state.pop("_optimizer")
+            generator = getattr(optimizer, "generator", None)
+            state["_optimizer_state"] = (
+                _to_cpu(optimizer.state_dict()),
+                {key: value for key, value in vars(optimizer).items()
+                 if isinstance(value, int | float)},
+                generator.get_state() if isinstance(generator, torch.Generator) else None)
             if state.get("_switch") is not None:  # re-attached to the new optimizer on load
                 state["_switch"] = copy.copy(state["_switch"])
                 state["_switch"].optimizer = None
@@ -487,8 +522,11 @@ class _BaseHybridNet(BaseEstimator):
                 self.module_.to(wanted)
                 self._device = wanted
             self._optimizer = self._make_optimizer(self.module_, self._stream_seeds[2])
-            if optimizer_state is not None:
-                self._optimizer.load_state_dict(optimizer_state)
+            state_dict, counters, generator_state = optimizer_state
+            self._optimizer.load_state_dict(state_dict)
+            vars(self._optimizer).update(counters)
+            if generator_state is not None:
+                self._optimizer.generator.set_state(generator_state)
             if getattr(self, "_switch", None) is not None:
                 self._switch.optimizer = self._optimizer
 
@@ -516,10 +554,11 @@ _PARAMETERS_DOC = """
     device_options : dict, optional
         Keyword arguments of the device class: non-idealities such as ``phase_bits``,
         ``phase_noise``, ``crosstalk``, ``detector_noise``, ``fabrication_error``.
-    training : {"surrogate", "backprop"}, default="surrogate"
+    training : {"surrogate", "backprop", "bp_free"}, default="surrogate"
         "surrogate" trains the devices in situ from queries (low-rank surrogate plus
         zeroth-order updates); "backprop" is the digital twin, exact autograd through the
-        simulator.
+        simulator; "bp_free" trains the whole network without back-propagation (zeroth-order
+        estimates of every parameter's gradient, see ``zo_estimator``).
     surrogate_rank : int, optional
         Rank of each device's surrogate; default half the narrowest hidden layer.
     surrogate_probes : int, optional
@@ -533,8 +572,10 @@ _PARAMETERS_DOC = """
         How each surrogate follows its device after a step: the projector-splitting integrator
         (``2 (rank + probes)`` queries), a full re-query of the matrix (``in_features``
         queries, exact), or "auto", whichever costs fewer queries.
-    zo_estimator : {"rge", "central_rge", "sign_rge", "cge"}, default="rge"
-        Zeroth-order estimator of the device parameters' gradient.
+    zo_estimator : {"rge", "central_rge", "sign_rge", "cge", "hybrid"}, default="rge"
+        Zeroth-order estimator of the device parameters' gradient (of every parameter's with
+        ``training="bp_free"``). "hybrid" (signRGE, then CGE once the monitored loss
+        plateaus) needs ``training="bp_free"``.
     zo_samples : int, default=10
         Random directions per step.
     zo_smoothing : float, default=1e-3
@@ -566,9 +607,26 @@ _PARAMETERS_DOC = """
     n_iter_no_change : int, default=10
         Epochs without improvement before training stops.
     warm_start : bool, default=False
-        Continue from the previous fit's network instead of starting afresh.
+        Continue from the previous fit's network instead of starting afresh (with the learning
+        rates restarted and decayed again over ``max_iter`` epochs). The hyperparameters that
+        shape the network (sizes, devices, training mode, surrogate and zeroth-order settings,
+        ``module``) must be those it was built with, else ``fit`` raises before any epoch;
+        learning rates, batch size, epochs, stopping rule and ``device`` may change.
+    device_retries : int, default=2
+        Times a failed device query (the device raised, returned NaN / inf or the wrong shape,
+        or exceeded ``device_timeout``) is repeated with the same inputs and parameters before
+        ``fit`` stops with a :class:`~hybridnet.physical.BlackBoxError`. A transient failure
+        rate p per call ends a fit of n calls with probability about
+        ``n p^(device_retries + 1)``. Applies to every device layer, also in a custom
+        ``module``.
+    device_timeout : float, optional
+        Seconds a device call may take before it counts as failed (and is retried); None
+        waits for ever. See :class:`~hybridnet.BlackBoxLayer`.
     random_state : int, RandomState instance or None, default=None
-        Seeds initialisation, devices, zeroth-order draws and batch order.
+        Draws one seed from which independent streams are derived (``SeedSequence.spawn``)
+        for initialisation, each device (fabrication offsets, noise), each device layer
+        (initial phases, surrogate probes, zeroth-order directions), batch order, the
+        zeroth-order directions of ``bp_free`` and the validation split.
     device : {"cpu", "cuda"} or torch.device, default="cpu"
         Where the network runs.
     verbose : bool, default=False
@@ -597,6 +655,8 @@ _ATTRIBUTES_DOC = """
     n_device_queries_ : int
         Black-box queries made during training (forward, surrogate and zeroth-order), summed
         over ``partial_fit`` calls and warm-started fits; predictions are not counted.
+    n_device_retries_ : int
+        Failed device calls that were retried during training (summed likewise).
     history_ : History
         Per-epoch records: ``epoch``, ``train_loss``, ``seconds``, ``device_queries``
         (cumulative) and ``valid_score``; ``history_[:, "train_loss"]`` gives a column.

@@ -29,7 +29,7 @@ import zipfile
 import numpy as np
 import torch
 
-from .estimators import HybridNetClassifier, HybridNetRegressor
+from .estimators import HybridNetClassifier, HybridNetRegressor, _to_cpu
 from .pinn import problems
 from .pinn.solver import PINNSolver, _streams
 from .training import History
@@ -217,7 +217,7 @@ def _fitted_state(estimator, name):
                "generators": generators}
     if name != "PINNSolver":
         optimizer = estimator._optimizer
-        tensors["optimizer"] = optimizer.state_dict()
+        tensors["optimizer"] = _to_cpu(optimizer.state_dict())
         fitted["optimizer_attributes"] = _simple_attributes(optimizer)
         if isinstance(getattr(optimizer, "generator", None), torch.Generator):
             tensors["optimizer_generator"] = optimizer.generator.get_state()

@@ -232,3 +232,17 @@ def test_a_model_fitted_on_a_gpu_loads_on_a_cpu_only_machine(iris, tmp_path):
     subprocess.run([sys.executable, "-c", script], check=True,
                    env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
     np.testing.assert_array_equal(hybridnet.load(path).predict(X), clf.predict(X))
+
+
+def test_a_continued_model_moves_to_the_device_it_is_asked_for(iris, tmp_path):
+    X, y = iris
+    clf = HybridNetClassifier(**{**SMALL, "physical_layer": "mrr", "warm_start": True}).fit(X, y)
+    restored = _round_trip(clf, tmp_path)
+    # As if loaded from a GPU fit: continuing with device="cpu" must move the network and the
+    # optimizer's moments (a real GPU run is test_a_model_fitted_on_a_gpu_loads_... above).
+    restored._device = torch.device("cuda")
+    restored.fit(X, y)
+    assert restored._device == torch.device("cpu")
+    clf.fit(X, y)
+    np.testing.assert_allclose(restored.predict_proba(X), clf.predict_proba(X), rtol=1e-6,
+                               atol=1e-7)

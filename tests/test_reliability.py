@@ -93,6 +93,17 @@ def test_warm_start_and_unpickled_models_keep_training(iris):
         assert estimator.n_iter_ == 6
 
 
+def test_an_unpickled_bp_free_model_continues_exactly(iris):
+    X, y = iris
+    clf = HybridNetClassifier(**{**SMALL, "training": "bp_free", "physical_layer": None})
+    clf.fit(X, y)
+    restored = pickle.loads(pickle.dumps(clf))
+    for estimator in (clf, restored):
+        estimator.partial_fit(X, y)
+    np.testing.assert_array_equal(restored.predict_proba(X), clf.predict_proba(X))
+    assert restored.n_loss_evaluations_ == clf.n_loss_evaluations_ > 0
+
+
 def test_warm_start_applies_a_new_learning_rate(iris):
     X, y = iris
     clf = HybridNetClassifier(**{**SMALL, "warm_start": True}).fit(X, y)
