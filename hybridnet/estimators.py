@@ -59,9 +59,16 @@ from .zeroth_order import ESTIMATORS
 TRAININGS = ("surrogate", "backprop", "bp_free")
 # "hybrid" (signRGE, then CGE on a plateau) trains whole networks, so only with bp_free.
 BP_FREE_ESTIMATORS = (*ESTIMATORS, "hybrid")
-# The CGE phase of the hybrid schedule: a smaller step, half the coordinates per step.
+# The hybrid schedule of the tensor-train BP-free paper (its MNIST settings relative to the
+# signRGE rate of 5e-3): signRGE decayed x0.8 per epoch; on a plateau CGE at 0.2x the base rate
+# (1e-3) skipping half the coordinates, with heavy-ball momentum 0.9; x0.1 ten epochs later.
+HYBRID_SIGN_DECAY = 0.8
 HYBRID_CGE_LR_FACTOR = 0.2
 HYBRID_CGE_SKIP = 0.5
+HYBRID_CGE_MOMENTUM = 0.9
+HYBRID_DROP_AFTER = 10
+HYBRID_DROP_FACTOR = 0.1
+ZO_UPDATES = ("auto", "sgd", "adam")
 # Hyperparameters that shape the network, its layers or its optimizer: a warm start or a
 # partial_fit cannot continue a network built with other values. The rest (learning rates,
 # batch size, epochs, stopping rule, device retries, the torch device the network runs on)
@@ -70,7 +77,7 @@ ARCHITECTURE_PARAMETERS = (
     "hidden_layer_sizes", "activation", "physical_layer", "physical_positions", "device_options",
     "training", "surrogate_rank", "surrogate_probes", "surrogate_update_every",
     "surrogate_rebuild_every", "surrogate_update", "zo_estimator", "zo_samples", "zo_smoothing",
-    "zo_batch_rank", "tt_rank", "module")
+    "zo_batch_rank", "zo_update", "tt_rank", "module")
 
 _POSITIVE_INT = Interval(numbers.Integral, 1, None, closed="left")
 _POSITIVE_REAL = Interval(numbers.Real, 0, None, closed="neither")
@@ -139,6 +146,7 @@ class _BaseHybridNet(BaseEstimator):
         "zo_samples": [_POSITIVE_INT],
         "zo_smoothing": [_POSITIVE_REAL],
         "zo_batch_rank": [_POSITIVE_INT, None],
+        "zo_update": [StrOptions(set(ZO_UPDATES))],
         "tt_rank": [_POSITIVE_INT, None],
         "learning_rate": [_POSITIVE_REAL],
         "device_learning_rate": [_POSITIVE_REAL],
@@ -161,7 +169,8 @@ class _BaseHybridNet(BaseEstimator):
                  physical_positions=None, device_options=None, training="surrogate",
                  surrogate_rank=None, surrogate_probes=None, surrogate_update_every=4,
                  surrogate_rebuild_every=None, surrogate_update="auto", zo_estimator="rge",
-                 zo_samples=10, zo_smoothing=1e-3, zo_batch_rank=16, tt_rank=None,
+                 zo_samples=10, zo_smoothing=1e-3, zo_batch_rank=16, zo_update="auto",
+                 tt_rank=None,
                  learning_rate=3e-3, device_learning_rate=1e-2, batch_size=64,
                  max_iter=50, tol=1e-4, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, warm_start=False, device_retries=2, device_timeout=None,
@@ -181,6 +190,7 @@ class _BaseHybridNet(BaseEstimator):
         self.zo_samples = zo_samples
         self.zo_smoothing = zo_smoothing
         self.zo_batch_rank = zo_batch_rank
+        self.zo_update = zo_update
         self.tt_rank = tt_rank
         self.learning_rate = learning_rate
         self.device_learning_rate = device_learning_rate
@@ -292,9 +302,15 @@ class _BaseHybridNet(BaseEstimator):
             groups.append({"params": device, "lr": self.device_learning_rate})
         if self.training != "bp_free":
             return torch.optim.Adam(groups)
-        estimator = "sign_rge" if self.zo_estimator == "hybrid" else self.zo_estimator
-        return ZerothOrderOptimizer(groups, estimator=estimator, n_samples=int(self.zo_samples),
-                                    smoothing=float(self.zo_smoothing), update="adam",
+        hybrid = self.zo_estimator == "hybrid"
+        # "auto": the paper's heavy-ball SGD for the hybrid schedule (its signRGE phase steps
+        # by the sign whatever the update), Adam for a single estimator.
+        sgd = self.zo_update == "sgd" or (self.zo_update == "auto" and hybrid)
+        return ZerothOrderOptimizer(groups, estimator="sign_rge" if hybrid else self.zo_estimator,
+                                    n_samples=int(self.zo_samples),
+                                    smoothing=float(self.zo_smoothing),
+                                    update="sgd" if sgd else "adam",
+                                    momentum=HYBRID_CGE_MOMENTUM if sgd else 0.0,
                                     chunk_size=512, seed=zo_seed)
 
     def _draw_seeds(self):
@@ -320,21 +336,25 @@ class _BaseHybridNet(BaseEstimator):
         if self.zo_estimator == "hybrid" and self.training == "bp_free":
             self._switch = PlateauSwitch(
                 self._optimizer, patience=max(1, self.n_iter_no_change // 4),
-                lr_factor=HYBRID_CGE_LR_FACTOR, coordinate_skip=HYBRID_CGE_SKIP)
+                lr_factor=HYBRID_CGE_LR_FACTOR, decay=HYBRID_SIGN_DECAY,
+                drop_after=HYBRID_DROP_AFTER, drop_factor=HYBRID_DROP_FACTOR,
+                coordinate_skip=HYBRID_CGE_SKIP)
 
     def _start_learning_rates(self):
         """Every fit or partial_fit call starts from the rates the hyperparameters give.
 
         The cosine schedule of ``fit`` ends at 0, so keeping the last rate would freeze a
         continued network; a new ``learning_rate`` also applies to a warm start this way.
-        After the hybrid schedule's switch its factor stays applied.
+        The hybrid schedule goes on where it was, from the new base rates.
         """
+        groups = self._optimizer.param_groups
+        rates = [float(self.learning_rate), float(self.device_learning_rate)][:len(groups)]
         factor = 1.0
-        if self._switch is not None and self._switch.switched_at is not None:
-            factor = self._switch.lr_factor
-        rates = (self.learning_rate, self.device_learning_rate)
-        for group, rate in zip(self._optimizer.param_groups, rates, strict=False):
-            group["lr"] = group["initial_lr"] = float(rate) * factor
+        if self._switch is not None:
+            self._switch.base_lrs = rates
+            factor = self._switch.factor()
+        for group, rate in zip(groups, rates, strict=True):
+            group["lr"] = group["initial_lr"] = rate * factor
 
     def _move_to(self, device):
         """Run a continued network on another torch device (a GPU model continued on a CPU)."""
@@ -574,12 +594,20 @@ _PARAMETERS_DOC = """
         queries, exact), or "auto", whichever costs fewer queries.
     zo_estimator : {"rge", "central_rge", "sign_rge", "cge", "hybrid"}, default="rge"
         Zeroth-order estimator of the device parameters' gradient (of every parameter's with
-        ``training="bp_free"``). "hybrid" (signRGE, then CGE once the monitored loss
-        plateaus) needs ``training="bp_free"``.
+        ``training="bp_free"``). "hybrid" needs ``training="bp_free"`` and runs the
+        tensor-train BP-free paper's schedule: signRGE with the learning rates decayed x0.8
+        per epoch; once the monitored quantity (validation score with ``early_stopping``,
+        else training loss) has not improved for ``max(1, n_iter_no_change // 4)`` epochs,
+        CGE skipping half the coordinates at 0.2x the base rates, x0.1 ten epochs later
+        (``switched_at_`` records the switch epoch).
     zo_samples : int, default=10
         Random directions per step.
     zo_smoothing : float, default=1e-3
         Finite-difference step of the zeroth-order estimates.
+    zo_update : {"auto", "sgd", "adam"}, default="auto"
+        How ``training="bp_free"`` turns the estimate into a step: SGD with heavy-ball
+        momentum 0.9, or Adam. "auto": the paper's SGD with momentum for
+        ``zo_estimator="hybrid"`` (its signRGE phase steps by the sign), Adam otherwise.
     zo_batch_rank : int or None, default=16
         Directions of ``G^T X`` (upstream gradient times layer input) each device is queried
         with per zeroth-order perturbation, instead of the whole batch; None queries all of

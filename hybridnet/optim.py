@@ -27,6 +27,8 @@ from ._random import make_generator
 from .zeroth_order import DISTRIBUTIONS, ESTIMATORS, zo_gradient
 
 UPDATES = ("sgd", "adam")
+# Settings of the gradient estimate itself: one estimate spans every parameter group.
+ESTIMATE_SETTINGS = ("estimator", "n_samples", "smoothing", "distribution", "coordinate_skip")
 
 
 class BatchedLoss:
@@ -167,6 +169,25 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
             group.update(settings)
         self.state.clear()
 
+    def _shared_settings(self):
+        """The estimator settings, which must be the same in every group.
+
+        One estimate covers all parameters at once (random directions span every group), so
+        per-group estimators, sample counts or steps cannot be honoured; ``lr``, ``update``,
+        ``momentum`` and ``betas`` may differ per group.
+        """
+        first = self.param_groups[0]
+        for index, group in enumerate(self.param_groups[1:], start=1):
+            differing = [key for key in ESTIMATE_SETTINGS if group[key] != first[key]]
+            if differing:
+                raise ValueError(f"ZerothOrderOptimizer estimates one gradient over all "
+                                 f"parameter groups, so {differing} must be the same in every "
+                                 f"group; group {index} has "
+                                 f"{ {key: group[key] for key in differing} }, group 0 "
+                                 f"{ {key: first[key] for key in differing} }. Only lr, update, "
+                                 "momentum and betas may differ per group.")
+        return first
+
     def _parameters(self):
         return [p for group in self.param_groups for p in group["params"]]
 
@@ -211,7 +232,7 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
             for central estimators).
         """
         params = self._parameters()
-        group = self.param_groups[0]
+        group = self._shared_settings()
         point = torch.cat([p.detach().reshape(-1) for p in params])
         estimate = zo_gradient(self._loss_function(closure, params), point,
                                estimator=group["estimator"], n_samples=group["n_samples"],
@@ -250,55 +271,109 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
 
 
 class PlateauSwitch:
-    """Switch a ZerothOrderOptimizer's estimator once a monitored loss plateaus.
+    """The hybrid schedule: signRGE, then CGE once a monitored quantity plateaus.
 
-    The hybrid schedule: signRGE moves fast while estimates are noisy; CGE fine-tunes once
-    progress stalls. Call :meth:`step` with the monitored loss once per epoch, as with
-    ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
+    signRGE moves fast while estimates are noisy; CGE fine-tunes once progress stalls (the
+    tensor-train BP-free paper). Call :meth:`step` once per epoch with the monitored value,
+    as with ``torch.optim.lr_scheduler.ReduceLROnPlateau``. The learning rates follow the
+    paper's schedule, relative to each group's rate when the switch object is made:
+
+    - before the switch: ``lr = base * decay^epoch`` (the paper: 0.8 per epoch);
+    - at the switch: the estimator settings change (default CGE) and ``lr = base * lr_factor``;
+    - ``drop_after`` epochs after the switch: ``lr = base * lr_factor * drop_factor``.
+
+    A plateau is ``patience`` epochs in a row without an improvement of ``threshold`` times
+    the best value's magnitude (``|best|``, so scores of either sign work), in the direction
+    ``mode`` says.
 
     Parameters
     ----------
     optimizer : ZerothOrderOptimizer
         The optimizer to switch.
     patience : int, default=2
-        Epochs without an improvement larger than ``threshold`` (relative) before switching.
+        Epochs without improvement before switching.
     threshold : float, default=1e-3
         Relative improvement that counts.
+    mode : {"min", "max"}, default="min"
+        "min" for a loss, "max" for a score (accuracy, R^2).
     lr_factor : float, default=1
-        Multiplies every group's learning rate at the switch.
+        Learning rate after the switch, relative to the base rate.
+    decay : float, default=1
+        Per-epoch factor of the learning rate before the switch.
+    drop_after : int, optional
+        Epochs after the switch at which the rate is multiplied by ``drop_factor``; None never.
+    drop_factor : float, default=0.1
+        See ``drop_after``.
     **settings
         What to switch to (see :meth:`ZerothOrderOptimizer.switch`); default
-        ``estimator="cge"``.
+        ``estimator="cge"``. The paper's CGE: ``coordinate_skip=0.5, update="sgd",
+        momentum=0.9``.
 
     Attributes
     ----------
     switched_at : int or None
         The epoch (count of ``step`` calls) at which the switch happened.
+    best : float
+        Best monitored value before the switch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.optim import PlateauSwitch, ZerothOrderOptimizer
+    >>> optimizer = ZerothOrderOptimizer([torch.zeros(3)], lr=5e-3, estimator="sign_rge")
+    >>> schedule = PlateauSwitch(optimizer, patience=2, mode="max", decay=0.8, lr_factor=0.2)
+    >>> for accuracy in [0.5, 0.7, 0.7, 0.7]:
+    ...     schedule.step(accuracy)
+    >>> schedule.switched_at, optimizer.param_groups[0]["estimator"]
+    (4, 'cge')
+    >>> round(optimizer.param_groups[0]["lr"], 6)
+    0.001
     """
 
-    def __init__(self, optimizer, patience=2, threshold=1e-3, lr_factor=1.0, **settings):
+    def __init__(self, optimizer, patience=2, threshold=1e-3, lr_factor=1.0, *, mode="min",
+                 decay=1.0, drop_after=None, drop_factor=0.1, **settings):
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         self.optimizer = optimizer
         self.patience = patience
         self.threshold = threshold
         self.lr_factor = lr_factor
+        self.mode = mode
+        self.decay = decay
+        self.drop_after = drop_after
+        self.drop_factor = drop_factor
         self.settings = {"estimator": "cge", **settings}
-        self.best = math.inf
+        self.base_lrs = [group["lr"] for group in optimizer.param_groups]
+        self.best = math.inf if mode == "min" else -math.inf
         self.stale = 0
         self.epochs = 0
         self.switched_at = None
 
+    def _improved(self, metric):
+        margin = self.threshold * abs(self.best) if math.isfinite(self.best) else 0.0
+        if self.mode == "min":
+            return metric < self.best - margin
+        return metric > self.best + margin
+
+    def factor(self):
+        """The learning rate now, relative to the base rate (the schedule above)."""
+        if self.switched_at is None:
+            return self.decay ** self.epochs
+        dropped = self.drop_after is not None and \
+            self.epochs - self.switched_at >= self.drop_after
+        return self.lr_factor * (self.drop_factor if dropped else 1.0)
+
     def step(self, metric):
-        """Record one epoch's monitored loss; switch when it has plateaued."""
+        """Record one epoch's monitored value; switch on a plateau; set the learning rates."""
         self.epochs += 1
-        if self.switched_at is not None:
-            return
-        if metric < self.best * (1 - self.threshold):
-            self.best = metric
-            self.stale = 0
-        else:
-            self.stale += 1
-        if self.stale >= self.patience:
-            for group in self.optimizer.param_groups:
-                group["lr"] *= self.lr_factor
-            self.optimizer.switch(**self.settings)
-            self.switched_at = self.epochs
+        if self.switched_at is None:
+            if self._improved(metric):
+                self.best = metric
+                self.stale = 0
+            else:
+                self.stale += 1
+            if self.stale >= self.patience:
+                self.optimizer.switch(**self.settings)
+                self.switched_at = self.epochs
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * self.factor()
