@@ -24,6 +24,7 @@ import torch
 from torch.func import functional_call
 
 from ._random import make_generator
+from .perturbation import CoordinateEvaluator
 from .zeroth_order import DISTRIBUTIONS, ESTIMATORS, zo_gradient
 
 UPDATES = ("sgd", "adam")
@@ -63,6 +64,43 @@ class BatchedLoss:
         self.inputs = inputs if isinstance(inputs, tuple) else (inputs,)
         self.targets = targets
         self._names = {id(p): name for name, p in module.named_parameters()}
+        self._evaluator = None
+
+    def evaluate_coordinates(self, params, coordinates, step):
+        """Losses at ``theta + step e_c`` for flat coordinates c of ``params`` concatenated.
+
+        For an ``nn.Sequential`` of linear, TT and elementwise layers with one input tensor,
+        :class:`~hybridnet.perturbation.CoordinateEvaluator` computes them from the network's
+        structure (same values, far less work); any other network is evaluated whole at each
+        point. Either way each value counts as one loss evaluation.
+
+        Parameters
+        ----------
+        params : sequence of torch.nn.Parameter
+            The parameters whose concatenation the coordinates index.
+        coordinates : torch.Tensor
+            Flat indices (long).
+        step : float
+            The perturbation.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape (len(coordinates),).
+        """
+        params = list(params)
+        if CoordinateEvaluator.supports(self.module, self.inputs):
+            if self._evaluator is None or self._evaluator.params != params:
+                self._evaluator = CoordinateEvaluator(self.module, self.loss_fn,
+                                                      self.inputs[0], self.targets, params)
+            return self._evaluator.evaluate(coordinates, step)
+        point = torch.cat([p.detach().reshape(-1) for p in params])
+        points = point.expand(len(coordinates), -1).clone()
+        points[torch.arange(len(coordinates)), coordinates] += step
+        sizes = [p.numel() for p in params]
+        stacked = {p: piece.reshape(len(points), *p.shape)
+                   for p, piece in zip(params, points.split(sizes, dim=1), strict=True)}
+        return self.evaluate_batch(stacked)
 
     def __call__(self):
         """The loss at the module's current parameters."""
@@ -200,6 +238,16 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
                 stacked = {p: piece.reshape(len(points), *shape)
                            for p, piece, shape in zip(params, pieces, shapes, strict=True)}
                 return closure.evaluate_batch(stacked)
+
+            if getattr(closure, "evaluate_coordinates", None) is not None:
+                def at_coordinates(coordinates, step):
+                    if not len(coordinates):
+                        return params[0].new_empty(0)
+                    # chunks bound the memory of the plain path
+                    return torch.cat([closure.evaluate_coordinates(params, part, step)
+                                      for part in coordinates.split(self.chunk_size
+                                                                    or len(coordinates))])
+                losses.at_coordinates = at_coordinates
             return losses
 
         def losses(points):

@@ -1,0 +1,308 @@
+"""Losses at many coordinate perturbations of a layered network, computed from its structure.
+
+A coordinate (CGE) step asks for the loss at ``theta +- mu e_c`` for thousands of coordinates
+c. On hardware each is one forward pass; in simulation almost all of that work repeats. For a
+network that is an ``nn.Sequential`` of ``nn.Linear`` / :class:`~hybridnet.TTLinear` layers and
+elementwise activations (what :func:`hybridnet.network.build_mlp` makes), these identities give
+the same values, to rounding, at a fraction of the cost:
+
+- **prefix reuse**: a perturbation of layer k leaves the activations before it unchanged; they
+  are computed once per step;
+- **one weight or bias entry** of a dense layer changes one output unit: ``dz_i = mu a_j``
+  (bias: ``dz_i = mu``);
+- **one TT-core entry** ``G_k[a, i, j, b]``: ``W`` is linear in each core, so the layer's
+  output changes by ``mu * sum L_k[.., a] x[..] R_k[b, ..]`` (``L_k``, ``R_k`` the products of
+  the cores before and after k) on the outputs whose k-th index is ``i`` only; contracting the
+  input with ``L_k`` and ``R_k`` once per step gives every entry's change as a slice;
+- **a change confined to some units** reaches the next linear layer through those columns only:
+  ``dz' = W'[:, U] (s(z_U + dz_U) - s(z_U))``, after which the rest of the network runs batched
+  over the perturbations.
+
+Parameters of any other layer (a :class:`~hybridnet.BlackBoxLayer`'s device phases, a custom
+module) still reuse the prefix: the network from that layer on is evaluated at every perturbed
+point in one vectorised call. Networks of any other form fall back to evaluating the whole
+network at every point. Either way each perturbed loss counts as one evaluation, as it would on
+hardware.
+"""
+
+import math
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .tt_linear import TTLinear
+
+# Parameterless modules that act elementwise: a change confined to some units stays there.
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.GELU, nn.SiLU, nn.ELU,
+               nn.LeakyReLU, nn.Softplus)
+# Numbers (floats) one chunk of perturbations may hold at once.
+MEMORY_BUDGET = 2**25
+
+
+def _is_elementwise(module):
+    # The built-in Sine activation is found by name: importing network.py here would be circular.
+    return isinstance(module, ELEMENTWISE) or type(module).__name__ == "Sine"
+
+
+def _dense_weight(layer):
+    return layer.to_dense() if isinstance(layer, TTLinear) else layer.weight
+
+
+def _core_products(cores, k):
+    """``L`` (m_<k, n_<k, r_{k-1}) and ``R`` (r_k, m_>k, n_>k), the cores before and after k."""
+    like = cores[0]
+    left = like.new_ones(1, 1, 1)
+    for core in cores[:k]:
+        rows, cols, _ = left.shape
+        _, m, n, rank = core.shape
+        left = torch.einsum("MNr,rmnR->MmNnR", left, core).reshape(rows * m, cols * n, rank)
+    right = like.new_ones(1, 1, 1)
+    for core in reversed(cores[k + 1:]):
+        rank, m, n, _ = core.shape
+        _, rows, cols = right.shape
+        right = torch.einsum("rmnR,RMN->rmMnN", core, right).reshape(rank, m * rows, n * cols)
+    return left, right
+
+
+def tt_core_responses(cores, x, k):
+    """How a TT layer's output responds to each entry of core k.
+
+    Parameters
+    ----------
+    cores : sequence of torch.Tensor
+        The layer's cores, core l of shape ``(r_{l-1}, m_l, n_l, r_l)``.
+    x : torch.Tensor
+        Layer input, shape (B, N).
+    k : int
+        The core.
+
+    Returns
+    -------
+    responses : torch.Tensor
+        Shape ``(r_{k-1}, n_k, r_k, B, M / m_k)``: ``responses[a, j, b]`` is the change of the
+        outputs ``x @ W.T`` whose k-th index is i, per unit change of ``G_k[a, i, j, b]`` (the
+        same for every i), over the outputs in row-major order of their other indices.
+    units : torch.Tensor
+        Shape ``(m_k, M / m_k)``: the flat output indices those columns stand for, per i.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.tensor_train import tt_to_dense
+    >>> cores = [torch.randn(1, 2, 3, 2, dtype=torch.float64),
+    ...          torch.randn(2, 4, 5, 1, dtype=torch.float64)]
+    >>> x = torch.randn(7, 15, dtype=torch.float64)
+    >>> responses, units = tt_core_responses(cores, x, 1)
+    >>> bumped = [core.clone() for core in cores]
+    >>> bumped[1][1, 3, 2, 0] += 1.0
+    >>> change = x @ (tt_to_dense(bumped) - tt_to_dense(cores)).T
+    >>> torch.allclose(change[:, units[3]], responses[1, 2, 0])
+    True
+    """
+    out_modes = [core.shape[1] for core in cores]
+    in_modes = [core.shape[2] for core in cores]
+    left, right = _core_products(cores, k)
+    n_front, n_back = math.prod(in_modes[:k]), math.prod(in_modes[k + 1:])
+    inputs = x.reshape(len(x), n_front, in_modes[k], n_back)
+    front = torch.einsum("bpjq,ipa->biajq", inputs, left)
+    responses = torch.einsum("biajq,cmq->ajcbim", front, right)
+    r_in, n_k, r_out, batch, m_front, m_back = responses.shape
+    responses = responses.reshape(r_in, n_k, r_out, batch, m_front * m_back)
+    m_k = out_modes[k]
+    fronts = torch.arange(m_front, device=x.device).view(m_front, 1)
+    backs = torch.arange(m_back, device=x.device).view(1, m_back)
+    units = torch.stack([(fronts * m_k + i) * m_back + backs for i in range(m_k)])
+    return responses, units.reshape(m_k, m_front * m_back)
+
+
+class CoordinateEvaluator:
+    """Losses of ``loss_fn(module(inputs), *targets)`` at ``theta + step e_c`` for coordinates c.
+
+    Built once per step (it runs the unperturbed forward pass and keeps every activation);
+    :meth:`evaluate` then answers any set of coordinates of the flat parameter vector made by
+    concatenating ``params``.
+
+    Parameters
+    ----------
+    module : torch.nn.Sequential
+        The network (see the module docstring for what is recognised).
+    loss_fn : callable
+        ``loss_fn(output, *targets) -> scalar``.
+    inputs : torch.Tensor
+        The batch, (B, in_features).
+    targets : tuple
+        Extra arguments of ``loss_fn``.
+    params : sequence of torch.nn.Parameter
+        The parameters, in the order of the flat vector the coordinates index.
+    """
+
+    def __init__(self, module, loss_fn, inputs, targets, params):
+        self.layers = list(module)
+        self.loss_fn = loss_fn
+        self.targets = targets
+        self.params = list(params)
+        self.activations = [inputs]
+        with torch.no_grad():
+            for layer in self.layers:
+                self.activations.append(layer(self.activations[-1]))
+        self._owner = {}
+        for index, layer in enumerate(self.layers):
+            for name, p in layer.named_parameters():
+                self._owner[id(p)] = (index, name)
+        self._responses = {}
+
+    @staticmethod
+    def supports(module, inputs):
+        """Whether ``module`` and ``inputs`` have the form this evaluator understands."""
+        return (isinstance(module, nn.Sequential) and len(inputs) == 1
+                and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() == 2)
+
+    def _loss_values(self, outputs):
+        return torch.vmap(lambda output: self.loss_fn(output, *self.targets))(outputs)
+
+    def _suffix(self, start, value):
+        """Run layers ``start..`` on ``value`` (P, B, features), batched over P."""
+        for layer in self.layers[start:]:
+            value = layer(value)
+        return value
+
+    @torch.no_grad()
+    def evaluate(self, coordinates, step):
+        """Loss at ``theta + step e_c`` for every flat coordinate c; shape (len(coordinates),).
+
+        Parameters
+        ----------
+        coordinates : torch.Tensor
+            Flat indices (long), any order.
+        step : float
+            The perturbation.
+
+        Returns
+        -------
+        torch.Tensor
+        """
+        values = torch.empty(len(coordinates), dtype=self.activations[-1].dtype,
+                             device=coordinates.device)
+        offset = 0
+        for p in self.params:
+            inside = (coordinates >= offset) & (coordinates < offset + p.numel())
+            positions = torch.nonzero(inside).flatten()
+            if len(positions):
+                local = coordinates[positions] - offset
+                values[positions] = self._parameter_values(p, local, step)
+            offset += p.numel()
+        return values
+
+    def _parameter_values(self, p, local, step):
+        if id(p) not in self._owner:
+            raise ValueError("the optimizer holds a parameter that is not in the module of "
+                             "this BatchedLoss")
+        index, name = self._owner[id(p)]
+        layer = self.layers[index]
+        if isinstance(layer, nn.Linear | TTLinear) and name == "bias":
+            return self._sparse_values(index, local.view(-1, 1), None, step)
+        if isinstance(layer, nn.Linear) and name == "weight":
+            units, columns = local // layer.in_features, local % layer.in_features
+            return self._sparse_values(index, units.view(-1, 1), columns, step)
+        if isinstance(layer, TTLinear) and name.startswith("cores."):
+            return self._core_values(index, int(name.split(".")[1]), local, step)
+        return self._prefix_values(index, name, p, local, step)
+
+    def _core_values(self, index, k, local, step):
+        layer = self.layers[index]
+        if (index, k) not in self._responses:
+            self._responses[index, k] = tt_core_responses(list(layer.cores),
+                                                          self.activations[index], k)
+        responses, unit_table = self._responses[index, k]
+        r_in, m_k, n_k, r_out = layer.cores[k].shape
+        a = local // (m_k * n_k * r_out)
+        i = local // (n_k * r_out) % m_k
+        j = local // r_out % n_k
+        b = local % r_out
+        values = torch.empty(len(local), dtype=responses.dtype, device=responses.device)
+        for output_mode in range(m_k):  # coordinates that change the same output units
+            chosen = torch.nonzero(i == output_mode).flatten()
+            if len(chosen):
+                changes = step * responses[a[chosen], j[chosen], b[chosen]]
+                values[chosen] = self._propagate(index, unit_table[output_mode], changes)
+        return values
+
+    def _sparse_values(self, index, units, columns, step):
+        """Dense-layer entries: bias (``columns`` None) or weight ``[unit, column]``."""
+        batch = len(self.activations[index])
+        if columns is None:
+            changes = self.activations[index].new_full((len(units), batch, 1), step)
+        else:
+            changes = step * self.activations[index].T[columns].unsqueeze(-1)
+        return self._propagate(index, units, changes)
+
+    def _propagate(self, index, units, changes):
+        """Losses when layer ``index``'s output changes by ``changes`` (P, B, u) on ``units``.
+
+        ``units`` is (P, u), or (u,) when every perturbation changes the same units (a TT
+        core's entries of one output mode): their activations and weights are then gathered
+        once and the next layer's change is one matrix product.
+        """
+        count, batch, width = changes.shape
+        after = index + 1
+        while after < len(self.layers) and _is_elementwise(self.layers[after]):
+            after += 1
+        sparse = after < len(self.layers) and isinstance(self.layers[after],
+                                                         nn.Linear | TTLinear)
+        widest = max(a.shape[-1] for a in self.activations[index + 1:])
+        per_point = batch * (2 * width + widest) + (widest * width if sparse else 0)
+        chunk = max(1, MEMORY_BUDGET // per_point)
+        weight = _dense_weight(self.layers[after]) if sparse else None
+        values = []
+        shared = units.dim() == 1
+        if shared and sparse:  # gathered once for the whole group
+            gathered = (self.activations[index + 1][:, units], self.activations[after][:, units],
+                        weight.T[units])
+        for start in range(0, count, chunk):
+            delta = changes[start:start + chunk]
+            part = units.expand(len(delta), -1) if shared else units[start:start + chunk]
+            if sparse:
+                pre, post, columns = gathered if shared else (
+                    self.activations[index + 1].T[part].transpose(1, 2),
+                    self.activations[after].T[part].transpose(1, 2), weight.T[part])
+                values.append(self._through_next_layer(index, after, pre, post, columns, delta))
+            else:
+                output = self.activations[index + 1].expand(len(part), -1, -1).clone()
+                output.scatter_add_(2, part.unsqueeze(1).expand(-1, batch, -1), delta)
+                values.append(self._loss_values(self._suffix(index + 1, output)))
+        return torch.cat(values)
+
+    def _through_next_layer(self, index, after, pre, post, columns, changes):
+        """``dz' = W'[:, U] (s(z_U + dz_U) - s(z_U))``, then the rest of the network.
+
+        ``pre`` and ``post`` are the units' values before and after the activations, ``columns``
+        ``W'[:, U]`` transposed: (B, u), (B, u), (u, out) shared by all perturbations, or
+        (P, B, u), (P, B, u), (P, u, out) per perturbation.
+        """
+        shifted = pre + changes
+        for layer in self.layers[index + 1:after]:
+            shifted = layer(shifted)
+        difference = shifted - post
+        if columns.dim() == 2:
+            change = difference @ columns
+        else:
+            change = torch.einsum("pbu,puo->pbo", difference, columns)
+        return self._loss_values(self._suffix(after + 1, self.activations[after + 1] + change))
+
+    def _prefix_values(self, index, name, p, local, step):
+        """Any other layer: perturb it in place of the whole network, from its input on."""
+        suffix = nn.Sequential(*self.layers[index:])
+        key = f"0.{name}"
+        points = p.detach().reshape(1, -1).expand(len(local), -1).clone()
+        points[torch.arange(len(local)), local] += step
+        points = points.reshape(len(local), *p.shape)
+        inputs = self.activations[index]
+
+        def loss_at(value):
+            output = functional_call(suffix, {key: value}, (inputs,))
+            return self.loss_fn(output, *self.targets)
+
+        chunk = max(1, MEMORY_BUDGET // (len(inputs) * max(a.shape[-1]
+                                                            for a in self.activations[index:])))
+        return torch.cat([torch.vmap(loss_at)(part) for part in points.split(chunk)])

@@ -1,0 +1,129 @@
+"""The structure-aware perturbation engine gives the plain path's losses, faster."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from hybridnet import BlackBoxLayer, TTLinear
+from hybridnet.network import Sine
+from hybridnet.optim import BatchedLoss, ZerothOrderOptimizer
+from hybridnet.perturbation import CoordinateEvaluator, tt_core_responses
+from hybridnet.physical import MRRBank
+from hybridnet.tensor_train import tt_to_dense
+
+
+def _weighted_cross_entropy(output, targets, weights):
+    losses = nn.functional.cross_entropy(output, targets, reduction="none")
+    return (losses * weights).sum() / weights.sum()
+
+
+def _networks():
+    torch.manual_seed(0)
+    yield "dense", nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 5), nn.Tanh(),
+                                 nn.Linear(5, 3))
+    yield "tt", nn.Sequential(TTLinear(12, 16, 3, in_shape=[3, 4], out_shape=[4, 4]), nn.ReLU(),
+                              TTLinear(16, 3, 2, in_shape=[4, 4], out_shape=[1, 3]))
+    yield "mixed", nn.Sequential(TTLinear(12, 8, 2, in_shape=[2, 2, 3], out_shape=[2, 2, 2]),
+                                 Sine(), nn.Linear(8, 8), nn.Sigmoid(), nn.Tanh(),
+                                 TTLinear(8, 3, 2, in_shape=[2, 4], out_shape=[1, 3]))
+    yield "device", nn.Sequential(nn.Linear(12, 8), nn.ReLU(),
+                                  BlackBoxLayer(MRRBank(8, 8, seed=0), seed=1), nn.ReLU(),
+                                  TTLinear(8, 3, 2, in_shape=[2, 4], out_shape=[1, 3]))
+    yield "no activation", nn.Sequential(nn.Linear(12, 4), nn.Linear(4, 3))
+
+
+@pytest.mark.parametrize("name, network", list(_networks()), ids=lambda v: v
+                         if isinstance(v, str) else "")
+@pytest.mark.parametrize("step", [1e-3, -0.3])
+def test_coordinate_losses_equal_evaluating_the_whole_network(name, network, step):
+    network = network.double()
+    generator = torch.Generator().manual_seed(1)
+    inputs = torch.randn(9, network[0].in_features, generator=generator, dtype=torch.float64)
+    targets = torch.randint(0, 3, (9,), generator=generator)
+    weights = torch.rand(9, generator=generator, dtype=torch.float64)
+    closure = BatchedLoss(network, _weighted_cross_entropy, inputs, targets, weights)
+    params = [p for p in network.parameters()]
+    dim = sum(p.numel() for p in params)
+    coordinates = torch.randperm(dim, generator=generator)
+    fast = closure.evaluate_coordinates(params, coordinates, step)
+    point = torch.cat([p.detach().reshape(-1) for p in params])
+    points = point.expand(dim, -1).clone()
+    points[torch.arange(dim), coordinates] += step
+    sizes = [p.numel() for p in params]
+    plain = closure.evaluate_batch({p: piece.reshape(dim, *p.shape) for p, piece in
+                                    zip(params, points.split(sizes, dim=1), strict=True)})
+    torch.testing.assert_close(fast, plain, rtol=1e-10, atol=1e-12)
+
+
+def test_tt_core_responses_are_the_output_change_of_each_entry():
+    generator = torch.Generator().manual_seed(0)
+    cores = [torch.randn(1, 2, 3, 2, generator=generator, dtype=torch.float64),
+             torch.randn(2, 3, 2, 3, generator=generator, dtype=torch.float64),
+             torch.randn(3, 2, 2, 1, generator=generator, dtype=torch.float64)]
+    x = torch.randn(4, 12, generator=generator, dtype=torch.float64)
+    base = x @ tt_to_dense(cores).T
+    for k, core in enumerate(cores):
+        responses, units = tt_core_responses(cores, x, k)
+        for a, i, j, b in np.ndindex(*core.shape):
+            bumped = [c.clone() for c in cores]
+            bumped[k][a, i, j, b] += 1.0
+            change = x @ tt_to_dense(bumped).T - base
+            torch.testing.assert_close(change[:, units[i]], responses[a, j, b])
+            others = torch.ones(change.shape[1], dtype=torch.bool)
+            others[units[i]] = False
+            assert change[:, others].abs().max() < 1e-12  # only outputs with k-th index i move
+
+
+@pytest.mark.parametrize("estimator", ["cge", "central_rge", "rge"])
+def test_the_optimizer_counts_the_same_evaluations_and_takes_the_same_steps(estimator):
+    torch.manual_seed(0)
+    network = nn.Sequential(TTLinear(12, 16, 3, in_shape=[3, 4], out_shape=[4, 4]), nn.ReLU(),
+                            nn.Linear(16, 3)).double()
+    initial = [p.detach().clone() for p in network.parameters()]
+    inputs = torch.randn(20, 12, dtype=torch.float64)
+    targets = torch.randint(0, 3, (20,))
+
+    class PlainLoss(BatchedLoss):
+        evaluate_coordinates = None  # no coordinate fast path: the optimizer builds points
+
+    results = []
+    for closure_class in (BatchedLoss, PlainLoss):
+        with torch.no_grad():
+            for p, start in zip(network.parameters(), initial, strict=True):
+                p.copy_(start)
+        optimizer = ZerothOrderOptimizer(network.parameters(), lr=0.05, estimator=estimator,
+                                         coordinate_skip=0.3, smoothing=1e-4, seed=3)
+        for _ in range(3):
+            optimizer.step(closure_class(network, nn.functional.cross_entropy, inputs, targets))
+        results.append(([p.detach().clone() for p in network.parameters()],
+                        optimizer.n_evaluations))
+    (fast, fast_count), (plain, plain_count) = results
+    assert fast_count == plain_count > 0
+    for a, b in zip(fast, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+    assert all(p.grad is None for p in network.parameters())
+
+
+def test_other_networks_fall_back_to_the_plain_path():
+    class TwoInputs(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(3, 1)
+
+        def forward(self, x, shift):
+            return self.linear(x) + shift
+
+    model = TwoInputs().double()
+    inputs = (torch.randn(4, 3, dtype=torch.float64), torch.ones(4, 1, dtype=torch.float64))
+    assert not CoordinateEvaluator.supports(model, inputs)
+    closure = BatchedLoss(model, lambda out: out.square().mean(), inputs)
+    params = list(model.parameters())
+    values = closure.evaluate_coordinates(params, torch.tensor([0, 3]), 0.5)
+    with torch.no_grad():
+        model.linear.weight[0, 0] += 0.5
+        first = closure()
+        model.linear.weight[0, 0] -= 0.5
+        model.linear.bias[0] += 0.5
+        second = closure()
+    torch.testing.assert_close(values, torch.stack([first, second]))
