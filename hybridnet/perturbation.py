@@ -18,10 +18,10 @@ the same values, to rounding, at a fraction of the cost:
   ``dz' = W'[:, U] (s(z_U + dz_U) - s(z_U))``, after which the rest of the network runs batched
   over the perturbations.
 
-Parameters of any other layer (a :class:`~hybridnet.BlackBoxLayer`'s device phases, a custom
-module) still reuse the prefix: the network from that layer on is evaluated at every perturbed
-point in one vectorised call. Networks of any other form fall back to evaluating the whole
-network at every point. Either way each perturbed loss counts as one evaluation, as it would on
+The device phases of a :class:`~hybridnet.BlackBoxLayer` still reuse the prefix: the network
+from that layer on is evaluated at every perturbed point in one vectorised call. Networks of
+any other form (other layer types, tied weights, several inputs) fall back to evaluating the
+whole network at every point. Either way each perturbed loss counts as one evaluation, as it would on
 hardware.
 """
 
@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from .layers import BlackBoxLayer
 from .tt_linear import TTLinear
 
 # Parameterless modules that act elementwise: a change confined to some units stays there.
@@ -154,9 +155,21 @@ class CoordinateEvaluator:
 
     @staticmethod
     def supports(module, inputs):
-        """Whether ``module`` and ``inputs`` have the form this evaluator understands."""
-        return (isinstance(module, nn.Sequential) and len(inputs) == 1
-                and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() == 2)
+        """Whether ``module`` and ``inputs`` have the form this evaluator understands.
+
+        An ``nn.Sequential`` of ``nn.Linear``, :class:`~hybridnet.TTLinear`,
+        :class:`~hybridnet.BlackBoxLayer` and elementwise activations, no parameter shared
+        between two layers (a tied weight changes two layers at once), one (B, features)
+        input.
+        """
+        if not (isinstance(module, nn.Sequential) and len(inputs) == 1
+                and isinstance(inputs[0], torch.Tensor) and inputs[0].dim() == 2):
+            return False
+        if not all(isinstance(layer, nn.Linear | TTLinear | BlackBoxLayer)
+                   or _is_elementwise(layer) for layer in module):
+            return False
+        owned = [id(p) for layer in module for p in layer.parameters()]
+        return len(owned) == len(set(owned))
 
     def _loss_values(self, outputs):
         return torch.vmap(lambda output: self.loss_fn(output, *self.targets))(outputs)

@@ -127,3 +127,13 @@ def test_other_networks_fall_back_to_the_plain_path():
         model.linear.bias[0] += 0.5
         second = closure()
     torch.testing.assert_close(values, torch.stack([first, second]))
+
+
+def test_tied_weights_and_unknown_layers_are_left_to_the_plain_path():
+    shared = nn.Linear(4, 4)
+    tied = nn.Sequential(shared, nn.ReLU(), shared)
+    inputs = (torch.randn(3, 4),)
+    assert not CoordinateEvaluator.supports(tied, inputs)
+    assert not CoordinateEvaluator.supports(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)),
+                                            inputs)
+    assert CoordinateEvaluator.supports(nn.Sequential(nn.Linear(4, 4), nn.Tanh()), inputs)
