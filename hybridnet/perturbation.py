@@ -21,8 +21,8 @@ the same values, to rounding, at a fraction of the cost:
 The device phases of a :class:`~hybridnet.BlackBoxLayer` still reuse the prefix: the network
 from that layer on is evaluated at every perturbed point in one vectorised call. Networks of
 any other form (other layer types, tied weights, several inputs) fall back to evaluating the
-whole network at every point. Either way each perturbed loss counts as one evaluation, as it would on
-hardware.
+whole network at every point. Either way each perturbed loss counts as one evaluation, as it
+would on hardware.
 """
 
 import math
