@@ -24,7 +24,6 @@ Decisions where scikit-learn's own networks give no answer:
 - Sparse input is refused (the devices take dense vectors).
 """
 
-import contextlib
 import copy
 import numbers
 import time
@@ -52,6 +51,7 @@ from .training import (
     ProgressBar,
     ValidationScore,
     count_device_queries,
+    restored_on_error,
     train_epochs,
 )
 from .zeroth_order import ESTIMATORS
@@ -109,22 +109,6 @@ def _to_cpu(value):
     if isinstance(value, list | tuple):
         return type(value)(_to_cpu(item) for item in value)
     return value
-
-
-@contextlib.contextmanager
-def _restored_on_error(estimator):
-    """Put every attribute of ``estimator`` back as it was if the block raises.
-
-    The block (validation and set-up of a fit) only ever replaces attributes, never changes
-    an attribute's object in place, so a shallow copy of ``__dict__`` is a full snapshot.
-    """
-    snapshot = dict(estimator.__dict__)
-    try:
-        yield
-    except BaseException:
-        estimator.__dict__.clear()
-        estimator.__dict__.update(snapshot)
-        raise
 
 
 class _BaseHybridNet(BaseEstimator):
@@ -454,7 +438,7 @@ class _BaseHybridNet(BaseEstimator):
 
     def _fit(self, X, y, sample_weight, *, incremental=False, classes=None):
         """Validate everything, then train: a call that fails validation changes nothing."""
-        with _restored_on_error(self):
+        with restored_on_error(self):
             hidden_sizes, device = self._check_hyperparameters()
             continuing = hasattr(self, "module_") and (incremental or self.warm_start)
             if continuing:

@@ -32,18 +32,18 @@ from torch import nn
 from torch.func import functional_call
 
 from .layers import BlackBoxLayer
+from .network import Sine
 from .tt_linear import TTLinear
 
 # Parameterless modules that act elementwise: a change confined to some units stays there.
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.GELU, nn.SiLU, nn.ELU,
-               nn.LeakyReLU, nn.Softplus)
+               nn.LeakyReLU, nn.Softplus, Sine)
 # Numbers (floats) one chunk of perturbations may hold at once.
 MEMORY_BUDGET = 2**25
 
 
 def _is_elementwise(module):
-    # The built-in Sine activation is found by name: importing network.py here would be circular.
-    return isinstance(module, ELEMENTWISE) or type(module).__name__ == "Sine"
+    return isinstance(module, ELEMENTWISE)
 
 
 def _dense_weight(layer):

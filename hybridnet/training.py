@@ -11,6 +11,7 @@ failing, Ctrl-C) ends training too: the callbacks' ``on_train_end`` still runs, 
 weights are restored where :class:`EarlyStopping` tracked them, and the exception propagates.
 """
 
+import contextlib
 import copy
 import math
 import time
@@ -286,3 +287,19 @@ def _run_epoch(state, epoch, step, batches, callbacks, explain_divergence):
         "device_queries": count_device_queries(state.module)})
     for callback in callbacks:
         callback.on_epoch_end(state)
+
+
+@contextlib.contextmanager
+def restored_on_error(estimator):
+    """Put every attribute of ``estimator`` back as it was if the block raises.
+
+    The block (validation and set-up of a fit) only ever replaces attributes, never changes
+    an attribute's object in place, so a shallow copy of ``__dict__`` is a full snapshot.
+    """
+    snapshot = dict(estimator.__dict__)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(snapshot)
+        raise

@@ -24,7 +24,7 @@ from .._random import spawn_seeds
 from ..network import ACTIVATIONS, DEVICES, build_mlp
 from ..optim import BatchedLoss, ZerothOrderOptimizer
 from ..physical import BlackBox
-from ..training import EarlyStopping, History, ProgressBar, train_epochs
+from ..training import EarlyStopping, History, ProgressBar, restored_on_error, train_epochs
 from ..zeroth_order import ESTIMATORS
 from .derivatives import BACKENDS, make_backend
 from .problem import PDE
@@ -540,16 +540,10 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        # Everything is built in locals (the plan) and committed once training starts. Only
-        # validate_data writes to self early (n_features_in_, feature_names_in_), so a snapshot
-        # of the attributes undoes a refusal.
-        snapshot = self.__dict__.copy()
-        try:
+        # Everything is built in locals (the plan) and committed once training starts; only
+        # validate_data writes to self early (n_features_in_, feature_names_in_).
+        with restored_on_error(self):
             plan = self._plan(X, y)
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(snapshot)
-            raise
         self._train(plan)
         return self
 
