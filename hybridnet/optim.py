@@ -24,7 +24,7 @@ import torch
 from torch.func import functional_call
 
 from ._random import make_generator
-from .perturbation import CoordinateEvaluator
+from .perturbation import CoordinateEvaluator, batched_forward, supports_batched_forward
 from .zeroth_order import DISTRIBUTIONS, ESTIMATORS, zo_gradient
 
 UPDATES = ("sgd", "adam")
@@ -45,6 +45,10 @@ class BatchedLoss:
         Positional inputs of ``module``.
     *targets
         Extra arguments passed to ``loss_fn`` after the output.
+    workspace : hybridnet.perturbation.Workspace, optional
+        Buffers for the batched forward of layered networks, kept across steps when the same
+        workspace is passed to each step's closure (saves mapping fresh memory every step;
+        matters for wide batches such as PINN losses).
 
     Examples
     --------
@@ -58,8 +62,9 @@ class BatchedLoss:
     tensor([ 0.,  1.,  4.,  9., 16.])
     """
 
-    def __init__(self, module, loss_fn, inputs, *targets):
+    def __init__(self, module, loss_fn, inputs, *targets, workspace=None):
         self.module = module
+        self.workspace = workspace
         self.loss_fn = loss_fn
         self.inputs = inputs if isinstance(inputs, tuple) else (inputs,)
         self.targets = targets
@@ -113,6 +118,10 @@ class BatchedLoss:
         except KeyError as error:
             raise ValueError("the optimizer holds a parameter that is not in the module of "
                              "this BatchedLoss") from error
+
+        if supports_batched_forward(self.module, self.inputs):
+            outputs = batched_forward(self.module, named, self.inputs[0], self.workspace)
+            return torch.vmap(lambda output: self.loss_fn(output, *self.targets))(outputs)
 
         def loss_at(params):
             return self.loss_fn(functional_call(self.module, params, self.inputs), *self.targets)

@@ -4,11 +4,18 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from hybridnet import BlackBoxLayer, TTLinear
 from hybridnet.network import Sine
 from hybridnet.optim import BatchedLoss, ZerothOrderOptimizer
-from hybridnet.perturbation import CoordinateEvaluator, tt_core_responses
+from hybridnet.perturbation import (
+    CoordinateEvaluator,
+    Workspace,
+    batched_forward,
+    supports_batched_forward,
+    tt_core_responses,
+)
 from hybridnet.physical import MRRBank
 from hybridnet.tensor_train import tt_to_dense
 
@@ -16,6 +23,14 @@ from hybridnet.tensor_train import tt_to_dense
 def _weighted_cross_entropy(output, targets, weights):
     losses = nn.functional.cross_entropy(output, targets, reduction="none")
     return (losses * weights).sum() / weights.sum()
+
+
+def _plain_losses(closure, stacked):
+    """The reference: the whole module evaluated at each point (vmap of functional_call)."""
+    names = {id(p): name for name, p in closure.module.named_parameters()}
+    named = {names[id(p)]: value for p, value in stacked.items()}
+    return torch.vmap(lambda params: closure.loss_fn(
+        functional_call(closure.module, params, closure.inputs), *closure.targets))(named)
 
 
 def _networks():
@@ -51,9 +66,51 @@ def test_coordinate_losses_equal_evaluating_the_whole_network(name, network, ste
     points = point.expand(dim, -1).clone()
     points[torch.arange(dim), coordinates] += step
     sizes = [p.numel() for p in params]
-    plain = closure.evaluate_batch({p: piece.reshape(dim, *p.shape) for p, piece in
-                                    zip(params, points.split(sizes, dim=1), strict=True)})
+    stacked = {p: piece.reshape(dim, *p.shape) for p, piece in
+               zip(params, points.split(sizes, dim=1), strict=True)}
+    plain = _plain_losses(closure, stacked)
     torch.testing.assert_close(fast, plain, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(closure.evaluate_batch(stacked), plain, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, network", [(name, network) for name, network in _networks()
+                                           if name != "device"], ids=lambda v: v
+                         if isinstance(v, str) else "")
+@pytest.mark.parametrize("tt_path", ["contract", "assemble"])
+def test_batched_forward_equals_each_point_evaluated_alone(name, network, tt_path):
+    network = network.double()
+    for layer in network:  # force each of a TT layer's two forward paths
+        if isinstance(layer, TTLinear):
+            layer._dense_from_rows = 0 if tt_path == "assemble" else float("inf")
+    generator = torch.Generator().manual_seed(2)
+    x = torch.randn(7, network[0].in_features, generator=generator, dtype=torch.float64)
+    x_before = x.clone()
+    named = dict(network.named_parameters())
+    workspace = Workspace()
+    assert supports_batched_forward(network, (x,))
+    # all parameters perturbed, then only the last two (the first layers stay shared)
+    for chosen in (list(named), list(named)[-2:]):
+        for _ in range(2):  # the second call reuses the workspace's buffers
+            stacked = {name: named[name].detach() + 0.3 * torch.randn(
+                5, *named[name].shape, generator=generator, dtype=torch.float64)
+                for name in chosen}
+            expected = torch.stack([functional_call(
+                network, {name: value[p] for name, value in stacked.items()}, (x,))
+                for p in range(5)])
+            torch.testing.assert_close(batched_forward(network, stacked, x, workspace),
+                                       expected, rtol=1e-10, atol=1e-12)
+            torch.testing.assert_close(batched_forward(network, stacked, x), expected,
+                                       rtol=1e-10, atol=1e-12)
+    assert torch.equal(x, x_before)  # in-place activations never touch the input
+
+
+def test_networks_with_devices_or_tied_weights_use_the_vmap_path():
+    device_network = dict(_networks())["device"]
+    x = torch.randn(3, 12)
+    assert not supports_batched_forward(device_network, (x,))
+    shared = nn.Linear(4, 4)
+    assert not supports_batched_forward(nn.Sequential(shared, nn.ReLU(), shared),
+                                        (torch.randn(3, 4),))
 
 
 def test_tt_core_responses_are_the_output_change_of_each_entry():

@@ -1,6 +1,7 @@
 """Physics-informed networks: domains, conditions, derivative back ends, problems, solver."""
 
 import pickle
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -375,3 +376,75 @@ def test_terminal_and_neumann_conditions():
     d = AutogradDerivatives().evaluate(lambda x: x[:, 0] ** 2 / 2, points, space_axes=[0])
     torch.testing.assert_close(neumann.residual(points, d.u, d, box),
                                torch.zeros(6, dtype=torch.float64))
+
+
+# ----------------------------------------------------------------------------- batched losses
+
+def _mixed_problem():
+    """Soft Dirichlet and Neumann conditions and an output transform: every kind of use."""
+    return PDE(Box([0, 0], [1, 1]), lambda x, d: d.laplacian() + d.u * d.diff(0) - 1.0,
+               conditions=[DirichletBC(0.0, where=lambda x: x[:, 0] < 0.5),
+                           NeumannBC(1.0, where=lambda x: x[:, 0] == 1)],
+               output_transform=lambda x, out: out * (1 + x[:, 1]))
+
+
+def _draws(solver, pde, with_data):
+    loss = solver._loss_module
+    backend, domain = loss.backend, pde.domain
+    g = torch.Generator().manual_seed(3)
+    options = dict(dtype=torch.float64, device=torch.device("cpu"))
+    collocation = domain.sample_interior(6, g, torch.float64)
+    conditions = []
+    for condition in pde.conditions:
+        points = condition.sample(domain, 5, g, torch.float64)
+        conditions.append((points, backend.draw(len(points), 2, g, **options)))
+    draws = [collocation, backend.draw(6, 2, g, **options), conditions]
+    if with_data:
+        X = domain.sample_interior(4, g, torch.float64)
+        draws += [(X, backend.draw(4, 2, g, **options)), torch.rand(4, dtype=torch.float64)]
+    return draws
+
+
+@pytest.mark.parametrize("derivatives", ["finite_difference", "stein", "sparse_grid"])
+@pytest.mark.parametrize("with_data", [False, True])
+def test_loss_from_batched_network_inputs_equals_the_direct_loss(derivatives, with_data):
+    pde = _mixed_problem()
+    solver = PINNSolver(pde, hidden_layer_sizes=(8,), derivatives=derivatives,
+                        training="bp_free", max_iter=1, random_state=0).fit()
+    loss = solver._loss_module.double()
+    draws = _draws(solver, pde, with_data)
+    inputs = loss.network_inputs(*draws)
+    plan = SimpleNamespace(has_data=with_data, loss=loss)
+    assert len(inputs) == solver._evaluations_per_loss(plan, draws)
+    with torch.no_grad():
+        direct = loss.terms(*draws)
+        from_outputs = loss.terms_from_outputs(loss.network(inputs), *draws)
+    assert direct.shape == (3 + with_data,)
+    torch.testing.assert_close(from_outputs, direct, rtol=1e-12, atol=1e-12)
+
+
+def test_bp_free_steps_equal_evaluating_the_whole_loss_at_each_perturbation():
+    from hybridnet.optim import BatchedLoss, ZerothOrderOptimizer
+
+    pde = _mixed_problem()
+    solver = PINNSolver(pde, hidden_layer_sizes=(8, 8), derivatives="sparse_grid", tt_rank=2,
+                        training="bp_free", max_iter=1, random_state=0).fit()
+    loss = solver._loss_module.double()
+    draws = _draws(solver, pde, with_data=False)
+    weights = loss.weights(False)
+    start = [p.detach().clone() for p in loss.parameters()]
+    results = []
+    for batched in (True, False):
+        with torch.no_grad():
+            for p, value in zip(loss.parameters(), start, strict=True):
+                p.copy_(value)
+        optimizer = ZerothOrderOptimizer(loss.parameters(), lr=0.1, estimator="central_rge",
+                                         n_samples=4, smoothing=1e-2, seed=5)
+        for _ in range(2):
+            closure = BatchedLoss(loss.network, lambda out: loss.terms_from_outputs(
+                out, *draws) @ weights, loss.network_inputs(*draws)) if batched else \
+                BatchedLoss(loss, lambda value: value, tuple(draws))  # the whole loss, vmapped
+            optimizer.step(closure)
+        results.append([p.detach().clone() for p in loss.parameters()])
+    for fast, plain in zip(*results, strict=True):
+        torch.testing.assert_close(fast, plain, rtol=1e-9, atol=1e-11)

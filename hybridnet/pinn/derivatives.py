@@ -14,10 +14,16 @@ goes through ``f`` in one call.
   one-sided (the node set is symmetric): ``2D^2 + 2D + 1`` evaluations per point, exact for
   polynomials up to degree 3, and estimates of the raw network's derivatives to O(s^2).
 
-The Monte Carlo directions are drawn by :meth:`draw` *before* evaluation, so a whole loss can be
-evaluated under ``torch.vmap`` (back-propagation-free training) with no randomness inside.
+Every back end but autograd is two pieces: the offsets of the points it evaluates around each
+point (``shifts``) and the estimates computed from the network's values there
+(``from_values``). The Monte Carlo directions are drawn by :meth:`draw` *before* evaluation.
+So a caller can collect the shifted points of a whole loss, push them through the network at
+many parameter settings in one batched call and turn each setting's values into derivatives
+with no randomness inside (back-propagation-free training,
+:meth:`hybridnet.pinn.solver.PINNLoss.network_inputs`).
 """
 
+import functools
 import math
 import operator
 
@@ -118,7 +124,13 @@ class Derivatives:
 
 
 class DerivativeBackend:
-    """Base class: ``evaluate(f, x, noise, space_axes)``, ``values(f, x, noise)``, ``draw``.
+    """Base class of the back ends that evaluate the network at shifted points.
+
+    Such a back end is two pieces: :meth:`shifts`, the offsets of the points it evaluates
+    around each point, and :meth:`from_values`, the derivatives computed from the network's
+    values there. :meth:`evaluate` joins them with one network call. Keeping them apart lets a
+    caller push the shifted points of a whole loss, at many parameter settings, through the
+    network in one batched call (back-propagation-free training) and hand the values back.
 
     Attributes
     ----------
@@ -132,21 +144,66 @@ class DerivativeBackend:
         """Network evaluations one point costs in ``evaluate``."""
         return 1
 
-    def draw(self, n_points, dim, generator, *, dtype, device):
-        """Random draws an evaluation of ``n_points`` needs (None for deterministic ones)."""
-        return None
-
-    def values(self, f, x, noise=None):
-        """u at x (n,) as this back end defines it (the raw network unless smoothed)."""
-        return f(x)
-
     def value_evaluations_per_point(self):
         """Network evaluations one point costs in :meth:`values`."""
         return 1
 
+    def draw(self, n_points, dim, generator, *, dtype, device):
+        """Random draws an evaluation of ``n_points`` needs (None for deterministic ones)."""
+        return None
+
+    def shifts(self, x, noise=None):
+        """Offsets of the points :meth:`evaluate` sends through the network around each x.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape (K, D), the same for every point, or (n, K, D): the network is evaluated at
+            ``x[:, None] + shifts``, K = :meth:`evaluations_per_point` per point.
+        """
+        return x.new_zeros(1, x.shape[1])
+
+    def from_values(self, values, x, noise=None, space_axes=()):
+        """The :class:`Derivatives` at x from the network's values (n, K) at the shifted points."""
+        return Derivatives(values[:, 0], space_axes, dim=x.shape[1])
+
+    def value_shifts(self, x, noise=None):
+        """Offsets of the points :meth:`values` evaluates, like :meth:`shifts`."""
+        return x.new_zeros(1, x.shape[1])
+
+    def values_from(self, values, x, noise=None):
+        """u at x (n,) from the network's values (n, K) at the points of :meth:`value_shifts`."""
+        return values[:, 0]
+
+    def evaluate(self, f, x, noise=None, space_axes=()):
+        """u and its derivatives at x (n, D): ``f`` evaluated once, at every shifted point."""
+        return self.from_values(shifted_values(f, x, self.shifts(x, noise)), x, noise,
+                                space_axes)
+
+    def values(self, f, x, noise=None):
+        """u at x (n,) as this back end defines it (the raw network unless smoothed)."""
+        return self.values_from(shifted_values(f, x, self.value_shifts(x, noise)), x, noise)
+
+
+def shifted_points(x, shifts):
+    """The points ``x[:, None] + shifts`` as one (n * K, D) batch, point-major."""
+    return (x.unsqueeze(1) + shifts).reshape(-1, x.shape[1])
+
+
+def shifted_values(f, x, shifts):
+    """``f`` at ``x[:, None] + shifts`` in one call, as (n, K)."""
+    return f(shifted_points(x, shifts)).reshape(len(x), -1)
+
 
 class AutogradDerivatives(DerivativeBackend):
-    """Exact derivatives by autograd on the inputs (one evaluation plus backward passes)."""
+    """Exact derivatives by autograd on the inputs (one evaluation plus backward passes).
+
+    It differentiates the network itself, so it has no shifted points: :meth:`shifts` raises.
+    """
+
+    def shifts(self, x, noise=None):
+        raise TypeError("autograd derivatives differentiate the network and evaluate it at no "
+                        "shifted points; use finite_difference, stein or sparse_grid")
 
     def evaluate(self, f, x, noise=None, space_axes=()):
         x = x.detach().requires_grad_(True)
@@ -180,12 +237,12 @@ class FiniteDifferences(DerivativeBackend):
     def evaluations_per_point(self, dim):
         return 2 * dim + 1
 
-    def evaluate(self, f, x, noise=None, space_axes=()):
-        n, dim = x.shape
-        shifts = self.step * torch.eye(dim, dtype=x.dtype, device=x.device)
-        points = torch.cat([x.unsqueeze(1), x.unsqueeze(1) + shifts, x.unsqueeze(1) - shifts],
-                           dim=1)
-        values = f(points.reshape(-1, dim)).reshape(n, 2 * dim + 1)
+    def shifts(self, x, noise=None):
+        steps = self.step * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
+        return torch.cat([x.new_zeros(1, x.shape[1]), steps, -steps])
+
+    def from_values(self, values, x, noise=None, space_axes=()):
+        dim = x.shape[1]
         center, plus, minus = values[:, :1], values[:, 1:dim + 1], values[:, dim + 1:]
         gradient = (plus - minus) / (2 * self.step)
         second = (plus + minus - 2 * center) / self.step**2
@@ -219,22 +276,21 @@ class SteinDerivatives(DerivativeBackend):
         return self.smoothing * randn((n_points, self.n_samples, dim), generator, dtype=dtype,
                                       device=device)
 
-    def _pairs(self, f, x, noise):
-        n, dim = x.shape
-        points = torch.cat([x.unsqueeze(1) + noise, x.unsqueeze(1) - noise], dim=1)
-        values = f(points.reshape(-1, dim)).reshape(n, 2, self.n_samples)
-        return values[:, 0], values[:, 1]
+    def value_shifts(self, x, noise=None):
+        return torch.cat([noise, -noise], dim=1)
 
-    def values(self, f, x, noise=None):
-        plus, minus = self._pairs(f, x, noise)
-        return (plus + minus).mean(dim=1) / 2
+    def values_from(self, values, x, noise=None):
+        return values.mean(dim=1)
 
-    def evaluate(self, f, x, noise=None, space_axes=()):
+    def shifts(self, x, noise=None):
+        return torch.cat([torch.zeros_like(noise[:, :1]), noise, -noise], dim=1)
+
+    def from_values(self, values, x, noise=None, space_axes=()):
         s2 = self.smoothing**2
-        plus, minus = self._pairs(f, x, noise)
-        center = f(x)
+        center = values[:, :1]
+        plus, minus = values[:, 1:self.n_samples + 1], values[:, self.n_samples + 1:]
         gradient = torch.einsum("nk,nkd->nd", plus - minus, noise) / (2 * s2 * self.n_samples)
-        curvature = plus + minus - 2 * center.unsqueeze(1)
+        curvature = plus + minus - 2 * center
         second = torch.einsum("nk,nkd->nd", curvature, noise**2 - s2) / (
             2 * s2 * s2 * self.n_samples)
         return Derivatives((plus + minus).mean(dim=1) / 2, space_axes, gradient, second,
@@ -254,6 +310,13 @@ def sparse_grid_rule(dim):
     >>> nodes.shape, round(float(weights.sum()), 12)
     (torch.Size([25, 3]), 1.0)
     """
+    nodes, weights = _sparse_grid_rule(dim)
+    return nodes.clone(), weights.clone()
+
+
+@functools.cache
+def _sparse_grid_rule(dim):
+    """:func:`sparse_grid_rule`, built once per D (every step of a fit asks for it)."""
     eye = torch.eye(dim, dtype=torch.float64)
     pairs = [(i, j) for i in range(dim) for j in range(i + 1, dim)]
     mixed = [s1 * eye[i] + s2 * eye[j] for i, j in pairs for s1 in (1, -1) for s2 in (1, -1)]
@@ -284,17 +347,18 @@ class SparseGridDerivatives(DerivativeBackend):
     def evaluations_per_point(self, dim):
         return 2 * dim * dim + 2 * dim + 1
 
-    def evaluate(self, f, x, noise=None, space_axes=()):
-        n, dim = x.shape
-        nodes, weights = sparse_grid_rule(dim)
-        nodes, weights = nodes.to(x), weights.to(x)
+    def shifts(self, x, noise=None):
+        nodes, _ = _sparse_grid_rule(x.shape[1])
+        return self.smoothing * nodes.to(x)
+
+    def from_values(self, values, x, noise=None, space_axes=()):
+        nodes, weights = _sparse_grid_rule(x.shape[1])
+        nodes, weights = nodes.to(values), weights.to(values)
         s = self.smoothing
-        points = x.unsqueeze(1) + s * nodes
-        values = f(points.reshape(-1, dim)).reshape(n, -1) * weights
-        smoothed = values.sum(dim=1)
-        gradient = values @ nodes / s
-        second = values @ (nodes**2 - 1) / s**2
-        return Derivatives(smoothed, space_axes, gradient, second, dim=dim)
+        weighted = values * weights
+        gradient = weighted @ nodes / s
+        second = weighted @ (nodes**2 - 1) / s**2
+        return Derivatives(weighted.sum(dim=1), space_axes, gradient, second, dim=x.shape[1])
 
 
 BACKENDS = ("autograd", "finite_difference", "stein", "sparse_grid")

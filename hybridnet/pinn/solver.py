@@ -23,10 +23,11 @@ from torch import nn
 from .._random import spawn_seeds
 from ..network import ACTIVATIONS, DEVICES, build_mlp
 from ..optim import BatchedLoss, ZerothOrderOptimizer
+from ..perturbation import Workspace
 from ..physical import BlackBox
 from ..training import EarlyStopping, History, ProgressBar, restored_on_error, train_epochs
 from ..zeroth_order import ESTIMATORS
-from .derivatives import BACKENDS, make_backend
+from .derivatives import BACKENDS, make_backend, shifted_points
 from .problem import PDE
 
 TRAININGS = ("backprop", "bp_free")
@@ -34,6 +35,9 @@ BALANCINGS = ("auto", "gradient_norm", "none")
 # Loss balancing: how often the factors are re-estimated and how much of the old value stays.
 BALANCE_EVERY = 10
 BALANCE_MEMORY = 0.9
+# Network evaluations per vectorised call of back-propagation-free training (all perturbations
+# of a chunk together): about 4e5 keeps its activations near 400 MB in float64 at width 128.
+PERTURBED_EVALUATIONS = 400_000
 
 # The independent random streams of one fit, each seeded by its own child of the fit's seed:
 # with one shared stream the zeroth-order directions would replay the points' draws.
@@ -52,6 +56,12 @@ def _working_dtype(derivatives, dim):
     ``sum |w (|z|^2 - D)| / s^2`` times: above D = 3 it needs float64.
     """
     return torch.float64 if derivatives == "sparse_grid" and dim > 3 else torch.float32
+
+
+def _decay(optimizer, plan):
+    """The learning rate's schedule: exponential decay to a twentieth over ``max_iter`` steps."""
+    return torch.optim.lr_scheduler.ExponentialLR(optimizer,
+                                                  gamma=(1 / 20) ** (1 / plan.max_iter))
 
 
 def _join(names):
@@ -104,6 +114,50 @@ class PINNLoss(nn.Module):
         """u at x as the back end defines it (Stein: the smoothed u)."""
         return self.backend.values(self.field, x, noise)
 
+    def _uses(self, collocation, noise, condition_draws, data_x):
+        """Each use of the network the loss makes, in order: (needs derivatives, x, noise)."""
+        uses = [(True, collocation, noise)]
+        uses += [(condition.needs_derivatives, points, condition_noise)
+                 for condition, (points, condition_noise)
+                 in zip(self.pde.conditions, condition_draws, strict=True)]
+        if data_x is not None:
+            uses.append((False, *data_x))
+        return uses
+
+    def network_inputs(self, collocation, noise, condition_draws, data_x=None, data_y=None):
+        """Every point the loss evaluates the network at, as one batch.
+
+        The shifted points of the derivative back end for the residual and for each condition,
+        then those of the data term, in the order :meth:`terms_from_outputs` reads them. Needs a
+        back end with shifted points (not autograd).
+
+        Returns
+        -------
+        torch.Tensor
+            Shape (R, D), R the network evaluations of one loss.
+        """
+        backend = self.backend
+        return torch.cat([
+            shifted_points(x, backend.shifts(x, n) if derivatives else backend.value_shifts(x, n))
+            for derivatives, x, n in self._uses(collocation, noise, condition_draws, data_x)])
+
+    def terms_from_outputs(self, outputs, collocation, noise, condition_draws, data_x=None,
+                           data_y=None):
+        """:meth:`terms` from the network's outputs at :meth:`network_inputs`, shape (R, 1)."""
+        backend, pieces, start = self.backend, [], 0
+        space_axes = self.pde.domain.space_axes
+        for derivatives, x, n in self._uses(collocation, noise, condition_draws, data_x):
+            shifts = backend.shifts(x, n) if derivatives else backend.value_shifts(x, n)
+            points = shifted_points(x, shifts)
+            raw = outputs[start:start + len(points), 0]
+            start += len(points)
+            if self.pde.output_transform is not None:
+                raw = self.pde.output_transform(points, raw)
+            values = raw.reshape(len(x), -1)
+            pieces.append(backend.from_values(values, x, n, space_axes) if derivatives
+                          else backend.values_from(values, x, n))
+        return self._terms(pieces, collocation, condition_draws, data_y)
+
     def terms(self, collocation, noise, condition_draws, data_x=None, data_y=None):
         """The unweighted loss terms: mean squared residual, then each condition, then data.
 
@@ -113,24 +167,28 @@ class PINNLoss(nn.Module):
             Shape ``(1 + len(pde.conditions) + (data_x is not None),)``.
         """
         space_axes = self.pde.domain.space_axes
-        derivatives = self.backend.evaluate(self.field, collocation, noise, space_axes)
-        residual = self.pde.residual(collocation, derivatives)
+        pieces = [self.backend.evaluate(self.field, x, n, space_axes) if derivatives
+                  else self.values(x, n)
+                  for derivatives, x, n in self._uses(collocation, noise, condition_draws,
+                                                      data_x)]
+        return self._terms(pieces, collocation, condition_draws, data_y)
+
+    def _terms(self, pieces, collocation, condition_draws, data_y):
+        """The terms from each use's :class:`Derivatives` or values, in :meth:`_uses` order."""
+        residual = self.pde.residual(collocation, pieces[0])
         if not isinstance(residual, torch.Tensor) or residual.shape != (len(collocation),):
             shape = tuple(residual.shape) if isinstance(residual, torch.Tensor) else \
                 type(residual).__name__
             raise ValueError(f"residual(x, d) must return a tensor of shape "
                              f"({len(collocation)},), got {shape}")
         terms = [residual.square().mean()]
-        for condition, (points, condition_noise) in zip(self.pde.conditions, condition_draws,
-                                                        strict=True):
-            if condition.needs_derivatives:
-                d = self.backend.evaluate(self.field, points, condition_noise, space_axes)
-                u = d.u
-            else:
-                d, u = None, self.values(points, condition_noise)
+        n_conditions = len(self.pde.conditions)
+        for condition, (points, _), piece in zip(self.pde.conditions, condition_draws,
+                                                 pieces[1:1 + n_conditions], strict=True):
+            d, u = (piece, piece.u) if condition.needs_derivatives else (None, piece)
             terms.append(condition.residual(points, u, d, self.pde.domain).square().mean())
-        if data_x is not None:
-            terms.append((self.values(data_x[0], data_x[1]) - data_y).square().mean())
+        if data_y is not None:
+            terms.append((pieces[-1] - data_y).square().mean())
         return torch.stack(terms)
 
     def term_names(self, with_data):
@@ -192,7 +250,8 @@ class PINNSolver(RegressorMixin, BaseEstimator):
     max_iter : int, default=2000
         Optimisation steps.
     learning_rate : float, default=3e-3
-        Adam's initial learning rate, decayed exponentially to a twentieth at ``max_iter``.
+        Initial learning rate of Adam (backprop) or of the zeroth-order optimizer's Adam update
+        (bp_free), decayed exponentially to a twentieth at ``max_iter`` in both.
     lbfgs_iter : int, default=0
         L-BFGS iterations after Adam (first-order training with a deterministic back end;
         on one fixed draw of points).
@@ -582,8 +641,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
     def _adam_step(self, plan):
         loss_module = plan.loss
         optimizer = torch.optim.Adam(loss_module.parameters(), lr=plan.learning_rate)
-        schedule = torch.optim.lr_scheduler.ExponentialLR(
-            optimizer, gamma=(1 / 20) ** (1 / plan.max_iter))
+        schedule = _decay(optimizer, plan)
         # Hard constraints alone leave nothing to balance against the residual.
         balancing = self.loss_balancing != "none" and (len(self.pde.conditions) > 0
                                                       or plan.has_data)
@@ -623,18 +681,29 @@ class PINNSolver(RegressorMixin, BaseEstimator):
                 balance[index] = BALANCE_MEMORY * balance[index] + (1 - BALANCE_MEMORY) * target
 
     def _bp_free_step(self, plan):
-        # Perturbed losses per vectorised call: about 2e5 network evaluations at once keeps
-        # memory in bounds (HJB-20d's sparse grid alone costs 92,500 per loss).
+        loss_module = plan.loss
         optimizer = ZerothOrderOptimizer(
-            plan.loss.parameters(), lr=plan.learning_rate, estimator=self.zo_estimator,
+            loss_module.parameters(), lr=plan.learning_rate, estimator=self.zo_estimator,
             n_samples=plan.zo_samples, smoothing=plan.zo_smoothing, update="adam",
-            chunk_size=max(1, 200_000 // plan.evaluations_per_loss), seed=plan.streams.zo)
+            chunk_size=max(1, PERTURBED_EVALUATIONS // plan.evaluations_per_loss),
+            seed=plan.streams.zo)
         self._zo_optimizer = optimizer
+        schedule = _decay(optimizer, plan)
+        weights = loss_module.weights(plan.has_data)
+        workspace = Workspace()
 
         def step(_):
             draws = plan.last_draws = self._draw(plan)
+            # Every perturbed loss evaluates the network at the same points: collect them once
+            # and let the batched engine push them through at all perturbations together.
+            closure = BatchedLoss(
+                loss_module.network,
+                lambda outputs: loss_module.terms_from_outputs(outputs, *draws)
+                @ weights.to(outputs.dtype),
+                loss_module.network_inputs(*draws), workspace=workspace)
             before = optimizer.n_evaluations
-            loss = optimizer.step(BatchedLoss(plan.loss, lambda value: value, tuple(draws)))
+            loss = optimizer.step(closure)
+            schedule.step()
             plan.evaluations += (optimizer.n_evaluations - before) * \
                 self._evaluations_per_loss(plan, draws)
             return float(loss), 1.0
