@@ -40,11 +40,15 @@ class BatchedLoss:
     module : torch.nn.Module
         The model.
     loss_fn : callable
-        ``loss_fn(output, *targets) -> scalar tensor``.
+        ``loss_fn(output, *targets) -> scalar tensor``; with ``loss_parameters``,
+        ``loss_fn(output, *targets, values)``, ``values`` a dict of their current values.
     inputs : torch.Tensor or tuple of torch.Tensor
         Positional inputs of ``module``.
     *targets
         Extra arguments passed to ``loss_fn`` after the output.
+    loss_parameters : dict of str to torch.nn.Parameter, optional
+        Trainable parameters of the loss itself, outside ``module`` (the unknown coefficients
+        of an inverse PDE problem): the optimizer may hold them beside the module's.
     workspace : hybridnet.perturbation.Workspace, optional
         Buffers for the batched forward of layered networks, kept across steps when the same
         workspace is passed to each step's closure (saves mapping fresh memory every step;
@@ -62,14 +66,25 @@ class BatchedLoss:
     tensor([ 0.,  1.,  4.,  9., 16.])
     """
 
-    def __init__(self, module, loss_fn, inputs, *targets, workspace=None):
+    def __init__(self, module, loss_fn, inputs, *targets, loss_parameters=None,
+                 workspace=None):
         self.module = module
-        self.workspace = workspace
         self.loss_fn = loss_fn
         self.inputs = inputs if isinstance(inputs, tuple) else (inputs,)
         self.targets = targets
+        self.loss_parameters = dict(loss_parameters or {})
+        self.workspace = workspace
         self._names = {id(p): name for name, p in module.named_parameters()}
+        self._loss_names = {id(p): name for name, p in self.loss_parameters.items()}
         self._evaluator = None
+
+    def _loss(self, output, values):
+        if self.loss_parameters:
+            return self.loss_fn(output, *self.targets, values)
+        return self.loss_fn(output, *self.targets)
+
+    def _current_loss_values(self):
+        return {name: p.detach() for name, p in self.loss_parameters.items()}
 
     def evaluate_coordinates(self, params, coordinates, step):
         """Losses at ``theta + step e_c`` for flat coordinates c of ``params`` concatenated.
@@ -77,7 +92,8 @@ class BatchedLoss:
         For an ``nn.Sequential`` of linear, TT and elementwise layers with one input tensor,
         :class:`~hybridnet.perturbation.CoordinateEvaluator` computes them from the network's
         structure (same values, far less work); any other network is evaluated whole at each
-        point. Either way each value counts as one loss evaluation.
+        point, and a loss parameter's coordinates reuse the unperturbed output. Either way each
+        value counts as one loss evaluation.
 
         Parameters
         ----------
@@ -94,11 +110,28 @@ class BatchedLoss:
             Shape (len(coordinates),).
         """
         params = list(params)
-        if CoordinateEvaluator.supports(self.module, self.inputs):
-            if self._evaluator is None or self._evaluator.params != params:
-                self._evaluator = CoordinateEvaluator(self.module, self.loss_fn,
-                                                      self.inputs[0], self.targets, params)
-            return self._evaluator.evaluate(coordinates, step)
+        if not CoordinateEvaluator.supports(self.module, self.inputs):
+            return self._plain_coordinates(params, coordinates, step)
+        in_loss = torch.repeat_interleave(
+            torch.tensor([id(p) in self._loss_names for p in params]),
+            torch.tensor([p.numel() for p in params])).to(coordinates.device)
+        module_params = [p for p in params if id(p) not in self._loss_names]
+        if self._evaluator is None or self._evaluator.params != module_params:
+            current = self._current_loss_values()
+            self._evaluator = CoordinateEvaluator(
+                self.module, lambda output: self._loss(output, current), self.inputs[0], (),
+                module_params)
+        of_loss = in_loss[coordinates]
+        # flat index of each module coordinate among the module's parameters alone
+        module_index = torch.cumsum(~in_loss, 0) - 1
+        values = torch.empty(len(coordinates), dtype=self._evaluator.activations[-1].dtype,
+                             device=coordinates.device)
+        values[~of_loss] = self._evaluator.evaluate(module_index[coordinates[~of_loss]], step)
+        if bool(of_loss.any()):
+            values[of_loss] = self._plain_coordinates(params, coordinates[of_loss], step)
+        return values
+
+    def _plain_coordinates(self, params, coordinates, step):
         point = torch.cat([p.detach().reshape(-1) for p in params])
         points = point.expand(len(coordinates), -1).clone()
         points[torch.arange(len(coordinates)), coordinates] += step
@@ -109,24 +142,32 @@ class BatchedLoss:
 
     def __call__(self):
         """The loss at the module's current parameters."""
-        return self.loss_fn(self.module(*self.inputs), *self.targets)
+        return self._loss(self.module(*self.inputs), dict(self.loss_parameters))
 
     def evaluate_batch(self, stacked):
         """Losses at P points: ``stacked`` maps parameters to (P, *shape) tensors; returns (P,)."""
-        try:
-            named = {self._names[id(p)]: value for p, value in stacked.items()}
-        except KeyError as error:
-            raise ValueError("the optimizer holds a parameter that is not in the module of "
-                             "this BatchedLoss") from error
-
-        if supports_batched_forward(self.module, self.inputs):
+        count = len(next(iter(stacked.values())))
+        named = {}
+        loss_values = {name: p.detach().expand(count, *p.shape)
+                       for name, p in self.loss_parameters.items()}
+        for p, value in stacked.items():
+            if id(p) in self._names:
+                named[self._names[id(p)]] = value
+            elif id(p) in self._loss_names:
+                loss_values[self._loss_names[id(p)]] = value
+            else:
+                raise ValueError("the optimizer holds a parameter that is neither in the module "
+                                 "of this BatchedLoss nor among its loss_parameters")
+        if not named:  # only the loss's own parameters move
+            with torch.no_grad():
+                output = self.module(*self.inputs)
+            outputs = output.expand(count, *output.shape)
+        elif supports_batched_forward(self.module, self.inputs):
             outputs = batched_forward(self.module, named, self.inputs[0], self.workspace)
-            return torch.vmap(lambda output: self.loss_fn(output, *self.targets))(outputs)
-
-        def loss_at(params):
-            return self.loss_fn(functional_call(self.module, params, self.inputs), *self.targets)
-
-        return torch.vmap(loss_at)(named)
+        else:
+            outputs = torch.vmap(lambda params: functional_call(self.module, params,
+                                                                self.inputs))(named)
+        return torch.vmap(self._loss)(outputs, loss_values)
 
 
 class ZerothOrderOptimizer(torch.optim.Optimizer):

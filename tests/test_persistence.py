@@ -131,7 +131,7 @@ def test_pinn_solver_with_a_built_in_problem_loads_by_itself(tmp_path):
     solver = PINNSolver(problems.heat_1d(diffusivity=0.2), hidden_layer_sizes=(8, 8),
                         max_iter=20, random_state=0).fit()
     restored = _round_trip(solver, tmp_path)
-    assert restored.pde.builtin == ("heat_1d", {"diffusivity": 0.2})
+    assert restored.pde.builtin == ("heat_1d", {"diffusivity": 0.2, "unknown_diffusivity": None})
     X = solver.pde.domain.sample_interior(50, torch.Generator().manual_seed(0),
                                           torch.float64).numpy()
     np.testing.assert_array_equal(restored.predict(X), solver.predict(X))

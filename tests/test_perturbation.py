@@ -194,3 +194,38 @@ def test_tied_weights_and_unknown_layers_are_left_to_the_plain_path():
     assert not CoordinateEvaluator.supports(nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4)),
                                             inputs)
     assert CoordinateEvaluator.supports(nn.Sequential(nn.Linear(4, 4), nn.Tanh()), inputs)
+
+
+def test_loss_parameters_train_beside_the_module_and_coordinates_match_the_plain_path():
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, 1)).double()
+    scale = nn.Parameter(torch.tensor(0.7, dtype=torch.float64))
+    inputs = torch.randn(10, 4, dtype=torch.float64)
+    with torch.no_grad():
+        targets = 3.0 * network(inputs)  # reached by the scale alone
+
+    def loss_fn(output, y, values):
+        return (values["scale"] * output - y).square().mean()
+
+    closure = BatchedLoss(network, loss_fn, inputs, targets, loss_parameters={"scale": scale})
+    params = [*network.parameters(), scale]
+    dim = sum(p.numel() for p in params)
+    coordinates = torch.arange(dim)
+    fast = closure.evaluate_coordinates(params, coordinates, 1e-3)
+    expected = []
+    with torch.no_grad():
+        for p in params:
+            for index in range(p.numel()):
+                p.view(-1)[index] += 1e-3
+                expected.append(loss_fn(network(inputs), targets, {"scale": scale}))
+                p.view(-1)[index] -= 1e-3
+    torch.testing.assert_close(fast, torch.stack(expected), rtol=1e-10, atol=1e-12)
+    # a stray parameter is refused by name of the problem
+    with pytest.raises(ValueError, match="neither in the module"):
+        closure.evaluate_batch({nn.Parameter(torch.zeros(1)): torch.zeros(2, 1)})
+    optimizer = ZerothOrderOptimizer(params, lr=0.05, estimator="central_rge", n_samples=8,
+                                     seed=0)
+    start = float(closure())
+    for _ in range(60):
+        optimizer.step(closure)
+    assert float(closure()) < 0.1 * start and float(scale) > 0.9  # the scale trains too

@@ -17,6 +17,7 @@ from hybridnet.pinn import (
     InitialCondition,
     NeumannBC,
     TerminalCondition,
+    isclose,
     problems,
 )
 from hybridnet.pinn.derivatives import (
@@ -116,10 +117,32 @@ def test_sparse_grid_is_exact_for_the_smoothed_cubic(points):
 
     d = SparseGridDerivatives(s).evaluate(counted, points, space_axes=[0, 1, 2])
     assert calls == [7 * 25]
-    value, gradient, second = smoothed_cubic_derivatives(points, s)
-    torch.testing.assert_close(d.u, value)
+    _, gradient, second = smoothed_cubic_derivatives(points, s)
+    torch.testing.assert_close(d.u, cubic(points))  # u is the raw network, as in values()
+    torch.testing.assert_close(SparseGridDerivatives(s).values(cubic, points), cubic(points))
     torch.testing.assert_close(d.grad(), gradient)
     torch.testing.assert_close(torch.stack([d.diff2(i) for i in range(3)], 1), second)
+
+
+def test_sparse_grid_refuses_float32_whose_rounding_it_amplifies():
+    x = torch.rand(5, 2, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match="need float64 network values, got torch.float32"):
+        SparseGridDerivatives(0.01).evaluate(cubic_2d := (lambda p: p[:, 0] ** 3), x)
+    x64 = x.double()
+    d = SparseGridDerivatives(0.01).evaluate(cubic_2d, x64)
+    assert (d.diff2(0) - 6 * x64[:, 0]).abs().max() < 1e-6
+    solver = PINNSolver(problems.poisson_2d(), hidden_layer_sizes=(4,), max_iter=1,
+                        derivatives="sparse_grid", random_state=0).fit()
+    assert solver.module_[0].weight.dtype == torch.float64  # float64 at D = 2 as well
+
+
+def test_where_sees_float64_points_and_isclose_selects_a_face():
+    box = Box([0, 0], [1, 1])
+    right = DirichletBC(0.0, where=lambda x: x[:, 0] > 1 - 1e-9)
+    points = right.sample(box, 16, torch.Generator().manual_seed(0), torch.float32)
+    assert points.dtype == torch.float32 and (points[:, 0] == 1).all()
+    left = DirichletBC(0.0, where=lambda x: isclose(x[:, 0], 0.0))
+    assert (left.sample(box, 8, torch.Generator().manual_seed(1))[:, 0] == 0).all()
 
 
 def test_stein_estimates_the_smoothed_derivatives(points):

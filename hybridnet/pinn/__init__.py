@@ -8,11 +8,18 @@ Built-in problems live in :mod:`hybridnet.pinn.problems`.
 """
 
 from . import problems
-from .conditions import Condition, DirichletBC, InitialCondition, NeumannBC, TerminalCondition
+from .conditions import (
+    Condition,
+    DirichletBC,
+    InitialCondition,
+    NeumannBC,
+    TerminalCondition,
+    isclose,
+)
 from .derivatives import Derivatives
 from .domain import Box
 from .problem import PDE
 from .solver import PINNSolver
 
 __all__ = ["PDE", "Box", "Condition", "Derivatives", "DirichletBC", "InitialCondition",
-           "NeumannBC", "PINNSolver", "TerminalCondition", "problems"]
+           "NeumannBC", "PINNSolver", "TerminalCondition", "isclose", "problems"]

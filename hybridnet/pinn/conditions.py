@@ -21,6 +21,34 @@ def _as_values(value, x):
     return torch.full((x.shape[0],), float(value), dtype=x.dtype, device=x.device)
 
 
+def isclose(values, target, atol=1e-8):
+    """Mask of ``|values - target| <= atol``: selects a face in a ``where`` callable.
+
+    Parameters
+    ----------
+    values : torch.Tensor
+        Coordinates, e.g. ``x[:, 0]``.
+    target : float
+        The face's coordinate.
+    atol : float, default=1e-8
+        Absolute tolerance.
+
+    Returns
+    -------
+    torch.Tensor
+        Boolean mask of the shape of ``values``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn import DirichletBC, isclose
+    >>> right = DirichletBC(0.0, where=lambda x: isclose(x[:, 0], 1.0))
+    >>> isclose(torch.tensor([0.5, 1.0, 1.0 - 1e-12]), 1.0)
+    tensor([False,  True,  True])
+    """
+    return (torch.as_tensor(values) - target).abs() <= atol
+
+
 class Condition:
     """Base class: where the condition holds, and its residual there.
 
@@ -74,11 +102,13 @@ class _OnBoundary(Condition):
     def sample(self, domain, n, generator, dtype=torch.float32):
         if self.where is None:
             return domain.sample_boundary(n, generator, dtype)
-        # Rejection sampling: draw extra boundary points until n satisfy where(x).
+        # Rejection sampling: draw extra boundary points until n satisfy where(x). where sees
+        # float64 points whatever the working dtype: in float32 a test such as
+        # x[:, 0] > 1 - 1e-9 would never hold (1 - 1e-9 rounds to 1).
         kept = []
         count = 0
         for _ in range(20):
-            candidates = domain.sample_boundary(4 * n, generator, dtype)
+            candidates = domain.sample_boundary(4 * n, generator, torch.float64)
             mask = torch.as_tensor(self.where(candidates), dtype=torch.bool)
             if mask.shape != (len(candidates),):
                 raise ValueError(f"where(x) must return a boolean mask of shape "
@@ -86,7 +116,7 @@ class _OnBoundary(Condition):
             kept.append(candidates[mask])
             count += int(mask.sum())
             if count >= n:
-                return torch.cat(kept)[:n]
+                return torch.cat(kept)[:n].to(dtype)
         raise ValueError(f"{type(self).__name__}: where(x) selects almost no boundary point of "
                          f"{domain!r} ({count} of {80 * n} tried); is the condition outside the "
                          "domain?")
@@ -100,7 +130,9 @@ class DirichletBC(_OnBoundary):
     value : float or callable
         Prescribed u.
     where : callable, optional
-        ``where(x) -> bool mask`` selecting part of the boundary.
+        ``where(x) -> bool mask`` selecting part of the boundary; x is float64 (n, D), with the
+        boundary coordinate exactly at the domain's bound, so ``x[:, 0] == 1`` or
+        :func:`isclose` select a face.
     weight : float, default=1.0
         Loss weight.
     """
@@ -114,7 +146,8 @@ class NeumannBC(_OnBoundary):
     value : float or callable
         Prescribed normal derivative.
     where : callable, optional
-        ``where(x) -> bool mask`` selecting part of the boundary.
+        ``where(x) -> bool mask`` selecting part of the boundary (x float64, as for
+        :class:`DirichletBC`).
     weight : float, default=1.0
         Loss weight.
     """

@@ -1,5 +1,8 @@
 """A PDE problem: a domain, a residual, conditions and, when known, the exact solution."""
 
+import math
+import numbers
+
 from .conditions import Condition
 from .domain import Box
 
@@ -22,6 +25,11 @@ class PDE:
         The exact solution ``solution(x) -> (n,)`` (tensor or array), for metrics.
     output_transform : callable, optional
         ``output_transform(x, network_output) -> u`` (both (n,)), to impose hard constraints.
+    parameters : dict of str to float, optional
+        Unknown coefficients of the PDE with their initial values (inverse problems): the
+        residual reads them as ``d.parameters["name"]`` (torch scalars) and
+        :class:`~hybridnet.PINNSolver` trains them with the network, against the data term of
+        ``fit(X, y)``; the fitted values are in ``solver.parameters_``.
 
     Attributes
     ----------
@@ -40,9 +48,18 @@ class PDE:
     ...               conditions=[DirichletBC(0.0)])
     >>> poisson.domain.dim
     2
+
+    An inverse problem: the diffusivity of a heat equation is unknown, 0.05 to start with.
+
+    >>> heat = PDE(Box([0, 0], [1, 1], time_axis=1),
+    ...            lambda x, d: d.diff(1) - d.parameters["diffusivity"] * d.diff2(0),
+    ...            parameters={"diffusivity": 0.05})
+    >>> heat.parameters
+    {'diffusivity': 0.05}
     """
 
-    def __init__(self, domain, residual, conditions=(), solution=None, output_transform=None):
+    def __init__(self, domain, residual, conditions=(), solution=None, output_transform=None,
+                 parameters=None):
         if not isinstance(domain, Box):
             raise TypeError(f"domain must be a hybridnet.pinn.Box, got {type(domain).__name__}")
         if not callable(residual):
@@ -58,6 +75,18 @@ class PDE:
         for name, value in (("solution", solution), ("output_transform", output_transform)):
             if value is not None and not callable(value):
                 raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
+        parameters = {} if parameters is None else parameters
+        if not isinstance(parameters, dict):
+            raise TypeError(f"parameters must be a dict of name -> initial value, got "
+                            f"{type(parameters).__name__}")
+        for name, value in parameters.items():
+            if not (isinstance(name, str) and name.isidentifier()):
+                raise ValueError(f"parameter names must be identifiers, got {name!r}")
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                    or not math.isfinite(value):
+                raise ValueError(f"parameter {name!r} needs a finite initial value, got "
+                                 f"{value!r}")
+        self.parameters = {name: float(value) for name, value in parameters.items()}
         self.domain = domain
         self.residual = residual
         self.conditions = conditions
@@ -67,5 +96,6 @@ class PDE:
         self.builtin = None
 
     def __repr__(self):
+        unknown = f", parameters={self.parameters!r}" if self.parameters else ""
         return (f"PDE({self.domain!r}, conditions={list(self.conditions)!r}, "
-                f"solution={'known' if self.solution else 'unknown'})")
+                f"solution={'known' if self.solution else 'unknown'}{unknown})")

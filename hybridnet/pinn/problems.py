@@ -82,7 +82,9 @@ def poisson_2d(hard_constraint=False):
 
 
 def _heat_residual(x, d, diffusivity):
-    return d.diff(1) - diffusivity * d.diff2(0)
+    # None: the diffusivity is the unknown coefficient of an inverse problem
+    a = d.parameters["diffusivity"] if diffusivity is None else diffusivity
+    return d.diff(1) - a * d.diff2(0)
 
 
 def _heat_solution(x, diffusivity):
@@ -94,7 +96,7 @@ def _heat_initial(x):
 
 
 @_builtin
-def heat_1d(diffusivity=0.1):
+def heat_1d(diffusivity=0.1, unknown_diffusivity=None):
     """``u_t = a u_xx`` on x in [0, 1], t in [0, 1]; ``u(x, 0) = sin(pi x)``, ``u = 0`` at x = 0, 1.
 
     Columns (x, t). Exact solution ``exp(-a pi^2 t) sin(pi x)``.
@@ -103,15 +105,27 @@ def heat_1d(diffusivity=0.1):
     ----------
     diffusivity : float, default=0.1
         a.
+    unknown_diffusivity : float, optional
+        Make a unknown (an inverse problem): the PDE declares ``parameters={"diffusivity":
+        unknown_diffusivity}``, this initial guess, and ``diffusivity`` only defines the exact
+        solution (the truth to sample data from).
 
     Returns
     -------
     PDE
+
+    Examples
+    --------
+    >>> from hybridnet.pinn import problems
+    >>> problems.heat_1d(unknown_diffusivity=0.05).parameters
+    {'diffusivity': 0.05}
     """
+    unknown = unknown_diffusivity is not None
     return PDE(Box([0, 0], [1, 1], time_axis=1),
-               functools.partial(_heat_residual, diffusivity=diffusivity),
+               functools.partial(_heat_residual, diffusivity=None if unknown else diffusivity),
                [DirichletBC(0.0), InitialCondition(_heat_initial)],
-               solution=functools.partial(_heat_solution, diffusivity=diffusivity))
+               solution=functools.partial(_heat_solution, diffusivity=diffusivity),
+               parameters={"diffusivity": unknown_diffusivity} if unknown else None)
 
 
 # ----------------------------------------------------------------------------- Burgers 1-D
@@ -120,7 +134,9 @@ BURGERS_VISCOSITY = 0.01 / math.pi
 
 
 def _burgers_residual(x, d, viscosity):
-    return d.diff(1) + d.u * d.diff(0) - viscosity * d.diff2(0)
+    # None: the viscosity is the unknown coefficient of an inverse problem
+    nu = d.parameters["viscosity"] if viscosity is None else viscosity
+    return d.diff(1) + d.u * d.diff(0) - nu * d.diff2(0)
 
 
 def _burgers_initial(x):
@@ -135,7 +151,7 @@ def _burgers_solution(x, viscosity):
 
 
 @_builtin
-def burgers_1d(viscosity=BURGERS_VISCOSITY):
+def burgers_1d(viscosity=BURGERS_VISCOSITY, unknown_viscosity=None):
     """Viscous Burgers ``u_t + u u_x = nu u_xx`` on x in [-1, 1], t in [0, 1].
 
     ``u(x, 0) = -sin(pi x)``, ``u(-1, t) = u(1, t) = 0``, ``nu = 0.01 / pi`` by default.
@@ -145,15 +161,21 @@ def burgers_1d(viscosity=BURGERS_VISCOSITY):
     ----------
     viscosity : float, default=0.01/pi
         nu.
+    unknown_viscosity : float, optional
+        Make nu unknown (an inverse problem): the PDE declares ``parameters={"viscosity":
+        unknown_viscosity}``, this initial guess, and ``viscosity`` only defines the reference
+        solution (the truth to sample data from).
 
     Returns
     -------
     PDE
     """
+    unknown = unknown_viscosity is not None
     return PDE(Box([-1, 0], [1, 1], time_axis=1),
-               functools.partial(_burgers_residual, viscosity=viscosity),
+               functools.partial(_burgers_residual, viscosity=None if unknown else viscosity),
                [DirichletBC(0.0), InitialCondition(_burgers_initial)],
-               solution=functools.partial(_burgers_solution, viscosity=viscosity))
+               solution=functools.partial(_burgers_solution, viscosity=viscosity),
+               parameters={"viscosity": unknown_viscosity} if unknown else None)
 
 
 # ----------------------------------------------------------------------------- HJB 20-D

@@ -49,13 +49,9 @@ def _streams(seed):
     return _Streams(*spawn_seeds(seed, len(_Streams._fields)))
 
 
-def _working_dtype(derivatives, dim):
-    """float32, except for the sparse grid above D = 3.
-
-    The sparse grid's large mixed-sign weights amplify float32 rounding about
-    ``sum |w (|z|^2 - D)| / s^2`` times: above D = 3 it needs float64.
-    """
-    return torch.float64 if derivatives == "sparse_grid" and dim > 3 else torch.float32
+def _working_dtype(derivatives):
+    """float64 for the sparse grid (it amplifies rounding ~1e4 / s^2 times), else float32."""
+    return torch.float64 if derivatives == "sparse_grid" else torch.float32
 
 
 def _decay(optimizer, plan):
@@ -72,9 +68,11 @@ def _join(names):
 class PINNLoss(nn.Module):
     """The physics-informed loss of ``network`` for ``pde`` as a module.
 
-    Being a module whose only parameters are the network's lets ``torch.func.functional_call``
-    and ``torch.vmap`` evaluate the whole loss at many parameter points at once
-    (back-propagation-free training). All random draws (points, Stein directions) are inputs.
+    Its parameters are the network's and the PDE's unknown coefficients (``coefficients``), so
+    any optimizer trains both; ``torch.func.functional_call`` and ``torch.vmap`` can evaluate
+    the whole loss at many parameter points at once. All random draws (points, Stein
+    directions) are inputs. :meth:`network_inputs` and :meth:`terms_from_outputs` split the
+    loss at the network for back-propagation-free training.
 
     Parameters
     ----------
@@ -87,19 +85,28 @@ class PINNLoss(nn.Module):
     data_weight : float
         Weight of the data-fit term.
 
+    dtype : torch.dtype, default=torch.float32
+        Precision of the coefficients (the network's).
+
     Attributes
     ----------
     balance : torch.Tensor
         Factors on each condition's weight and on ``data_weight``, in that order (buffer;
         ones unless the solver balances the terms).
+    coefficients : torch.nn.ParameterDict
+        The PDE's unknown coefficients (``pde.parameters``), scalars starting at their initial
+        values.
     """
 
-    def __init__(self, network, pde, backend, data_weight=1.0):
+    def __init__(self, network, pde, backend, data_weight=1.0, dtype=torch.float32):
         super().__init__()
         self.network = network
         self.pde = pde
         self.backend = backend
         self.data_weight = data_weight
+        self.coefficients = nn.ParameterDict({
+            name: nn.Parameter(torch.tensor(value, dtype=dtype))
+            for name, value in pde.parameters.items()})
         # Factors on the condition and data weights, set by loss balancing (1: as given).
         self.register_buffer("balance", torch.ones(len(pde.conditions) + 1))
 
@@ -142,8 +149,12 @@ class PINNLoss(nn.Module):
             for derivatives, x, n in self._uses(collocation, noise, condition_draws, data_x)])
 
     def terms_from_outputs(self, outputs, collocation, noise, condition_draws, data_x=None,
-                           data_y=None):
-        """:meth:`terms` from the network's outputs at :meth:`network_inputs`, shape (R, 1)."""
+                           data_y=None, coefficients=None):
+        """:meth:`terms` from the network's outputs at :meth:`network_inputs`, shape (R, 1).
+
+        ``coefficients`` (a dict of the PDE's unknown coefficients) replaces their current
+        values, as back-propagation-free training evaluates them perturbed.
+        """
         backend, pieces, start = self.backend, [], 0
         space_axes = self.pde.domain.space_axes
         for derivatives, x, n in self._uses(collocation, noise, condition_draws, data_x):
@@ -156,7 +167,7 @@ class PINNLoss(nn.Module):
             values = raw.reshape(len(x), -1)
             pieces.append(backend.from_values(values, x, n, space_axes) if derivatives
                           else backend.values_from(values, x, n))
-        return self._terms(pieces, collocation, condition_draws, data_y)
+        return self._terms(pieces, collocation, condition_draws, data_y, coefficients)
 
     def terms(self, collocation, noise, condition_draws, data_x=None, data_y=None):
         """The unweighted loss terms: mean squared residual, then each condition, then data.
@@ -173,8 +184,9 @@ class PINNLoss(nn.Module):
                                                       data_x)]
         return self._terms(pieces, collocation, condition_draws, data_y)
 
-    def _terms(self, pieces, collocation, condition_draws, data_y):
+    def _terms(self, pieces, collocation, condition_draws, data_y, coefficients=None):
         """The terms from each use's :class:`Derivatives` or values, in :meth:`_uses` order."""
+        pieces[0].parameters = dict(self.coefficients) if coefficients is None else coefficients
         residual = self.pde.residual(collocation, pieces[0])
         if not isinstance(residual, torch.Tensor) or residual.shape != (len(collocation),):
             shape = tuple(residual.shape) if isinstance(residual, torch.Tensor) else \
@@ -292,6 +304,9 @@ class PINNSolver(RegressorMixin, BaseEstimator):
     loss_weights_ : ndarray
         Final weight of each condition, then of the data term when ``y`` was given (the
         weights you set, times the balancing factors).
+    parameters_ : dict of str to float
+        The fitted values of the PDE's unknown coefficients (``PDE(parameters=...)``; empty
+        for a forward problem).
     history_ : History
         Per-step records.
     fit_time_ : float
@@ -427,7 +442,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
             n_collocation=int(self.n_collocation), n_boundary=int(self.n_boundary),
             max_iter=int(self.max_iter), learning_rate=float(self.learning_rate),
             lbfgs_iter=int(self.lbfgs_iter), data_weight=float(self.data_weight),
-            device=device, dtype=_working_dtype(self.derivatives, self.pde.domain.dim))
+            device=device, dtype=_working_dtype(self.derivatives))
 
     def _check_points(self, X, y, plan):
         """X (and y) as tensors ``(X, y or None)``, or None without X."""
@@ -467,6 +482,9 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         plan = self._settings()
         plan.data = self._check_points(X, y, plan)
         plan.has_data = plan.data is not None and plan.data[1] is not None
+        if self.pde.parameters and not plan.has_data:
+            raise ValueError(f"the PDE has unknown parameters {sorted(self.pde.parameters)}, "
+                             "which are learned from measurements of u: call fit(X, y)")
         plan.seed = int(check_random_state(self.random_state).randint(2**31 - 1))
         plan.streams = _streams(plan.seed)
         plan.loss = self._build(plan)
@@ -490,7 +508,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         backend = make_backend(self.derivatives, scale=domain.scale, smoothing=plan.smoothing,
                                stein_samples=plan.stein_samples)
         return PINNLoss(network.to(plan.device, plan.dtype), self.pde, backend,
-                        plan.data_weight).to(plan.device)
+                        plan.data_weight, dtype=plan.dtype).to(plan.device)
 
     def _draw(self, plan):
         """Points and random draws of one step (all made before the loss is evaluated)."""
@@ -637,6 +655,8 @@ class PINNSolver(RegressorMixin, BaseEstimator):
             self.n_network_evaluations_ = plan.evaluations
             weights = plan.loss.weights(plan.has_data)
             self.loss_weights_ = weights[1:].double().cpu().numpy()
+            self.parameters_ = {name: float(value)
+                                for name, value in plan.loss.coefficients.items()}
 
     def _adam_step(self, plan):
         loss_module = plan.loss
@@ -698,9 +718,10 @@ class PINNSolver(RegressorMixin, BaseEstimator):
             # and let the batched engine push them through at all perturbations together.
             closure = BatchedLoss(
                 loss_module.network,
-                lambda outputs: loss_module.terms_from_outputs(outputs, *draws)
-                @ weights.to(outputs.dtype),
-                loss_module.network_inputs(*draws), workspace=workspace)
+                lambda outputs, coefficients=None: loss_module.terms_from_outputs(
+                    outputs, *draws, coefficients=coefficients) @ weights.to(outputs.dtype),
+                loss_module.network_inputs(*draws),
+                loss_parameters=dict(loss_module.coefficients), workspace=workspace)
             before = optimizer.n_evaluations
             loss = optimizer.step(closure)
             schedule.step()
