@@ -471,3 +471,14 @@ def test_bp_free_steps_equal_evaluating_the_whole_loss_at_each_perturbation():
         results.append([p.detach().clone() for p in loss.parameters()])
     for fast, plain in zip(*results, strict=True):
         torch.testing.assert_close(fast, plain, rtol=1e-9, atol=1e-11)
+
+
+def test_inverse_problem_recovers_the_diffusivity_and_needs_data():
+    pde = problems.heat_1d(unknown_diffusivity=0.05)
+    X = pde.domain.sample_interior(200, torch.Generator().manual_seed(0), torch.float64)
+    y = pde.solution(X).numpy()
+    solver = PINNSolver(pde, hidden_layer_sizes=(16, 16), max_iter=1500, random_state=0)
+    with pytest.raises(ValueError, match="unknown parameters"):
+        solver.fit()
+    solver.fit(X.numpy(), y)
+    assert abs(solver.parameters_["diffusivity"] - 0.1) < abs(0.05 - 0.1) / 2

@@ -655,7 +655,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
             self.n_network_evaluations_ = plan.evaluations
             weights = plan.loss.weights(plan.has_data)
             self.loss_weights_ = weights[1:].double().cpu().numpy()
-            self.parameters_ = {name: float(value)
+            self.parameters_ = {name: float(value.detach())
                                 for name, value in plan.loss.coefficients.items()}
 
     def _adam_step(self, plan):
