@@ -114,20 +114,20 @@ def _batched_affine(layer, own, value, out):
     """``layer`` on ``value`` ((B, in) or (P, B, in)) with its parameters from ``own`` where
     given there, (P, *shape), and its own otherwise; ``out(shape)`` gives the output buffer."""
     bias = own.get("bias", layer.bias)
+    weight = own.get("weight", layer.weight) if isinstance(layer, nn.Linear) else None
     if isinstance(layer, TTLinear):
         cores = [own.get(f"cores.{k}", core) for k, core in enumerate(layer.cores)]
         core_dims = [0 if f"cores.{k}" in own else None for k in range(len(cores))]
+        perturbed = any(dim is not None for dim in core_dims)
         if value.shape[-2] >= layer._dense_from_rows:  # assembling W per point pays off
-            weight = torch.vmap(tt_to_dense, in_dims=(core_dims,))(cores) \
-                if any(dim is not None for dim in core_dims) else layer.to_dense()
+            weight = torch.vmap(tt_to_dense, in_dims=(core_dims,))(cores) if perturbed \
+                else layer.to_dense()
+        elif perturbed:
+            value_dim = 0 if value.dim() == 3 else None
+            output = torch.vmap(tt_matmul, in_dims=(core_dims, value_dim))(cores, value)
         else:
-            weight = None
-            output = torch.vmap(tt_matmul, in_dims=(core_dims, 0 if value.dim() == 3 else None))(
-                cores, value) if any(dim is not None for dim in core_dims) \
-                else tt_matmul(list(cores), value.reshape(-1, value.shape[-1])).reshape(
-                    *value.shape[:-1], layer.out_features)
-    else:
-        weight = own.get("weight", layer.weight)
+            rows = tt_matmul(list(cores), value.reshape(-1, value.shape[-1]))
+            output = rows.reshape(*value.shape[:-1], layer.out_features)
     if weight is not None:
         shape = torch.broadcast_shapes(value.shape[:-2], weight.shape[:-2]) + (
             value.shape[-2], weight.shape[-2])

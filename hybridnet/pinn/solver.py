@@ -50,7 +50,8 @@ def _streams(seed):
 
 
 def _working_dtype(derivatives):
-    """float64 for the sparse grid (it amplifies rounding ~1e4 / s^2 times), else float32."""
+    """float64 for the sparse grid (it amplifies rounding, see ``derivatives.amplification``),
+    else float32."""
     return torch.float64 if derivatives == "sparse_grid" else torch.float32
 
 
@@ -143,10 +144,14 @@ class PINNLoss(nn.Module):
         torch.Tensor
             Shape (R, D), R the network evaluations of one loss.
         """
+        return torch.cat([self._points(*use)
+                          for use in self._uses(collocation, noise, condition_draws, data_x)])
+
+    def _points(self, derivatives, x, noise):
+        """The points one use evaluates the network at: shifted for derivatives or values."""
         backend = self.backend
-        return torch.cat([
-            shifted_points(x, backend.shifts(x, n) if derivatives else backend.value_shifts(x, n))
-            for derivatives, x, n in self._uses(collocation, noise, condition_draws, data_x)])
+        shifts = backend.shifts(x, noise) if derivatives else backend.value_shifts(x, noise)
+        return shifted_points(x, shifts)
 
     def terms_from_outputs(self, outputs, collocation, noise, condition_draws, data_x=None,
                            data_y=None, coefficients=None):
@@ -158,8 +163,7 @@ class PINNLoss(nn.Module):
         backend, pieces, start = self.backend, [], 0
         space_axes = self.pde.domain.space_axes
         for derivatives, x, n in self._uses(collocation, noise, condition_draws, data_x):
-            shifts = backend.shifts(x, n) if derivatives else backend.value_shifts(x, n)
-            points = shifted_points(x, shifts)
+            points = self._points(derivatives, x, n)
             raw = outputs[start:start + len(points), 0]
             start += len(points)
             if self.pde.output_transform is not None:
