@@ -1,4 +1,4 @@
-"""PINNSolver on the built-in problems with four training set-ups, and DeepXDE on Poisson.
+"""PINNSolver on the built-in problems with four training set-ups, and DeepXDE beside it.
 
 For each problem (Poisson 2-D, heat 1-D, Burgers 1-D, Black-Scholes, HJB 20-D) and each of
 
@@ -11,9 +11,19 @@ For each problem (Poisson 2-D, heat 1-D, Burgers 1-D, Black-Scholes, HJB 20-D) a
 point instead of the sparse grid's 925), reports the relative L2 error against the reference
 solution (10,000 uniform points), network evaluations, wall time and trainable parameters; for
 HJB also the relative error of the learned part ``N`` against its exact value 1, since the
-known part ``sum x_i + 1 - t`` dominates u. With DeepXDE installed (the ``benchmarks`` extra;
-PyTorch back end) it also trains DeepXDE on the same Poisson problem with the same network,
-optimiser, learning rate and step count.
+known part ``sum x_i + 1 - t`` dominates u.
+
+``burgers_deepxde`` is Burgers at the budget of DeepXDE's own example (2-20-20-20-1 tanh,
+2,540 interior points, 80 per condition, 15,000 Adam steps at 1e-3, then L-BFGS): PINNSolver
+with its defaults at that size, with RAD sampling, with L-BFGS, and with both. ``heat_inverse``
+and ``burgers_inverse`` recover the diffusivity / viscosity from noisy samples of the reference
+solution (the coefficient's truth and fitted value are in the row).
+
+With DeepXDE installed (the ``benchmarks`` extra; PyTorch back end) it also trains DeepXDE on
+Poisson with the same network, optimiser, learning rate and step count, and DeepXDE's Burgers
+example (on t in [0, 1], scored against the package's Cole-Hopf reference: nothing is fetched).
+Every PINNSolver row also writes a PNG of prediction, reference and error under
+``benchmarks/results/pinn/``.
 
 Usage::
 
@@ -31,16 +41,25 @@ import os
 import pathlib
 import time
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from _results import command_line, merge_rows
 
 from hybridnet import PINNSolver
 from hybridnet.pinn import problems
+from hybridnet.pinn.solver import DECAY_TO, LEARNING_RATES
+from hybridnet.plotting import plot_solution
 
 SETUPS = {
     "autograd + first-order": dict(derivatives="autograd"),
     "Stein + first-order": dict(derivatives="stein", stein_samples=64),
+    # Variance reduction's effect: the same 129 evaluations per point without it, and a
+    # quarter of them (33) with it.
+    "Stein, plain Monte Carlo + first-order": dict(derivatives="stein", stein_samples=64,
+                                                   stein_sampling="mc",
+                                                   stein_control_variates=False),
+    "Stein N=16 + first-order": dict(derivatives="stein", stein_samples=16),
     "sparse grid + first-order": dict(derivatives="sparse_grid"),
     "sparse grid + BP-free, TT": dict(derivatives="sparse_grid", training="bp_free", tt_rank=4,
                                       zo_estimator="central_rge", zo_samples=10),
@@ -48,7 +67,25 @@ SETUPS = {
                                              training="bp_free", tt_rank=4,
                                              zo_estimator="central_rge", zo_samples=10),
 }
-STANDARD_SETUPS = tuple(SETUPS)[:4]
+STANDARD_SETUPS = ("autograd + first-order", "Stein + first-order", "sparse grid + first-order",
+                   "sparse grid + BP-free, TT")
+# Burgers at DeepXDE's budget: the defaults, then the two options that target its shock.
+LBFGS_ITER = 15000
+DEEPXDE_BUDGET_SETUPS = {
+    "defaults": {},
+    "defaults + RAD": dict(sampling="rad"),
+    "defaults + L-BFGS": dict(lbfgs_iter=LBFGS_ITER),
+    "defaults + RAD + L-BFGS": dict(sampling="rad", lbfgs_iter=LBFGS_ITER),
+}
+SETUPS.update(DEEPXDE_BUDGET_SETUPS)
+# Inverse problems: noisy samples of the reference solution, the coefficient started at half
+# its truth.
+INVERSE_SETUPS = {
+    "inverse, autograd": dict(derivatives="autograd"),
+    "inverse, sparse grid": dict(derivatives="sparse_grid"),
+}
+SETUPS.update(INVERSE_SETUPS)
+N_SAMPLES, NOISE = 500, 0.01
 _SMALL = dict(hidden_layer_sizes=(64, 64), n_collocation=256)
 # Per problem: the network, steps of first-order and of BP-free training (both scaled by
 # --steps-scale), the set-ups run, and options (steps included) of single set-ups.
@@ -58,9 +95,23 @@ PROBLEMS = {
     "burgers": dict(make=problems.burgers_1d, options=_SMALL, steps=3000, bp_free_steps=3000),
     "black_scholes": dict(make=problems.black_scholes, options=_SMALL, steps=3000,
                           bp_free_steps=3000),
+    "burgers_deepxde": dict(
+        make=problems.burgers_1d, steps=15000, setups=tuple(DEEPXDE_BUDGET_SETUPS),
+        options=dict(hidden_layer_sizes=(20, 20, 20), n_collocation=2540, n_boundary=80)),
+    "heat_inverse": dict(
+        make=lambda: problems.heat_1d(unknown_diffusivity=0.05), truth=("diffusivity", 0.1),
+        options=dict(_SMALL, hidden_layer_sizes=(32, 32)), steps=3000,
+        setups=tuple(INVERSE_SETUPS)),
+    "burgers_inverse": dict(
+        make=lambda: problems.burgers_1d(unknown_viscosity=0.5 * problems.BURGERS_VISCOSITY),
+        truth=("viscosity", problems.BURGERS_VISCOSITY),
+        options=dict(hidden_layer_sizes=(20, 20, 20), n_collocation=2540, n_boundary=80),
+        steps=15000, setups=("inverse, autograd",)),
     "hjb": dict(
         make=lambda: problems.hjb(20), steps=1000, bp_free_steps=200,
-        options=dict(hidden_layer_sizes=(128, 128), activation="sin", n_collocation=100),
+        # learning_rate 3e-3: the rate these rows were tuned and measured at.
+        options=dict(hidden_layer_sizes=(128, 128), activation="sin", n_collocation=100,
+                     learning_rate=3e-3),
         setups=STANDARD_SETUPS + ("finite differences + BP-free, TT",),
         overrides={
             # Adam alone stalls near 6e-3 whatever the step count; L-BFGS on one draw of 2,000
@@ -86,22 +137,49 @@ def hjb_learned_part_error(solver):
     return float(np.linalg.norm(learned - 1) / np.sqrt(len(learned)))
 
 
-def run_hybridnet(name, setup, scale):
+def noisy_samples(pde, n, noise, seed=0):
+    """``n`` uniform points of the domain and the exact solution there, plus ``noise`` times
+    its RMS of Gaussian noise."""
+    X = pde.domain.sample_interior(n, torch.Generator().manual_seed(seed), torch.float64)
+    exact = pde.solution(X).numpy()
+    rng = np.random.default_rng(seed)
+    noisy = exact + noise * np.sqrt(np.mean(exact**2)) * rng.standard_normal(n)
+    return X.numpy(), noisy
+
+
+def slug(text):
+    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+
+
+def run_hybridnet(name, setup, scale, out):
     problem = PROBLEMS[name]
-    options = {"n_boundary": 128, "learning_rate": 3e-3, **problem["options"], **SETUPS[setup],
+    options = {**problem["options"], **SETUPS[setup],
                **problem.get("overrides", {}).get(setup, {})}
     bp_free = options.get("training") == "bp_free"
     steps = options.pop("steps", problem["bp_free_steps" if bp_free else "steps"])
     steps = max(1, int(steps * scale))
-    solver = PINNSolver(problem["make"](), max_iter=steps, random_state=0, **options)
+    pde = problem["make"]()
+    solver = PINNSolver(pde, max_iter=steps, random_state=0, **options)
+    data = noisy_samples(pde, N_SAMPLES, NOISE) if "truth" in problem else ()
     start = time.perf_counter()
-    solver.fit()
+    solver.fit(*data)
+    seconds = time.perf_counter() - start
+    folder = out / "pinn"
+    folder.mkdir(exist_ok=True)
+    figure = plot_solution(solver, folder / f"{name}_{slug(setup)}.png", resolution=100,
+                           title=f"{name}: {setup}, {steps} steps")
+    plt.close(figure)
     row = {"problem": name, "setup": setup,
            "steps": f"{steps} + {solver.lbfgs_iter} L-BFGS" if solver.lbfgs_iter else steps,
            "relative_l2": solver.relative_l2_error(),
            "network_evaluations": solver.n_network_evaluations_,
-           "seconds": time.perf_counter() - start,
+           "seconds": seconds,
            "parameters": sum(p.numel() for p in solver.module_.parameters())}
+    if "truth" in problem:
+        coefficient, truth = problem["truth"]
+        row["coefficient"] = {"name": coefficient, "truth": truth,
+                              "fitted": solver.parameters_[coefficient],
+                              "samples": N_SAMPLES, "noise": NOISE}
     if name == "hjb":
         row["learned_part_error"] = hjb_learned_part_error(solver)
     return row
@@ -112,12 +190,8 @@ DEEPXDE = "DeepXDE (autograd + Adam)"
 
 def run_deepxde(steps):
     """DeepXDE's PyTorch back end on the same Poisson problem, network and optimiser."""
-    os.environ.setdefault("DDE_BACKEND", "pytorch")
-    try:
-        import deepxde as dde
-    except ImportError:
-        print("DeepXDE is not installed: pip install -e '.[benchmarks]' (comparison skipped)",
-              flush=True)
+    dde = _deepxde()
+    if dde is None:
         return None
     dde.config.set_random_seed(0)
     pi = math.pi
@@ -137,7 +211,9 @@ def run_deepxde(steps):
                         solution=solution, num_test=10000, train_distribution="uniform")
     net = dde.nn.FNN([2, 64, 64, 1], "tanh", "Glorot normal")
     model = dde.Model(data, net)
-    model.compile("adam", lr=3e-3, decay=("step", 1, (1 / 20) ** (1 / steps)))
+    # PINNSolver's default schedule: 1e-2 decayed exponentially to a twentieth.
+    rate = LEARNING_RATES["backprop"]
+    model.compile("adam", lr=rate, decay=("step", 1, DECAY_TO ** (1 / steps)))
     resampler = dde.callbacks.PDEPointResampler(period=1)
     start = time.perf_counter()
     model.train(iterations=steps, callbacks=[resampler], display_every=steps)
@@ -152,15 +228,87 @@ def run_deepxde(steps):
             "parameters": sum(p.numel() for p in net.parameters())}
 
 
+DEEPXDE_BURGERS = "DeepXDE's Burgers example (Adam)"
+DEEPXDE_BURGERS_LBFGS = "DeepXDE's Burgers example (Adam + L-BFGS)"
+
+
+def run_deepxde_burgers():
+    """DeepXDE's own Burgers example (``examples/pinn_forward/Burgers.py``), on t in [0, 1].
+
+    Its network, points, optimiser and steps as published: 2-20-20-20-1 tanh with Glorot
+    normal initialisation, 2,540 interior, 80 boundary and 160 initial points fixed for the
+    whole run, 15,000 Adam steps at 1e-3, then L-BFGS. Scored on the same 10,000 points and
+    Cole-Hopf reference as PINNSolver (its data file is not fetched). Returns the rows after
+    Adam and after L-BFGS.
+    """
+    dde = _deepxde()
+    if dde is None:
+        return []
+    dde.config.set_random_seed(0)
+    nu = problems.BURGERS_VISCOSITY
+
+    def pde(x, u):
+        u_x = dde.grad.jacobian(u, x, i=0, j=0)
+        u_t = dde.grad.jacobian(u, x, i=0, j=1)
+        return u_t + u * u_x - nu * dde.grad.hessian(u, x, i=0, j=0)
+
+    geometry = dde.geometry.GeometryXTime(dde.geometry.Interval(-1, 1),
+                                          dde.geometry.TimeDomain(0, 1))
+    boundary = dde.icbc.DirichletBC(geometry, lambda x: 0, lambda _, on_boundary: on_boundary)
+    initial = dde.icbc.IC(geometry, lambda x: -np.sin(np.pi * x[:, 0:1]),
+                          lambda _, on_initial: on_initial)
+    data = dde.data.TimePDE(geometry, pde, [boundary, initial], num_domain=2540,
+                            num_boundary=80, num_initial=160)
+    net = dde.nn.FNN([2, 20, 20, 20, 1], "tanh", "Glorot normal")
+    model = dde.Model(data, net)
+    reference = problems.burgers_1d()
+    X = reference.domain.sample_interior(10000, torch.Generator().manual_seed(12345),
+                                         torch.float64).numpy()
+    exact = reference.solution(torch.as_tensor(X)).numpy()
+    parameters = sum(p.numel() for p in net.parameters())
+    per_step = 2540 + 80 + 160
+    rows, start = [], time.perf_counter()
+    for setup, optimizer, options in ((DEEPXDE_BURGERS, "adam", dict(iterations=15000)),
+                                      (DEEPXDE_BURGERS_LBFGS, "L-BFGS", {})):
+        model.compile(optimizer, **({"lr": 1e-3} if optimizer == "adam" else {}))
+        model.train(display_every=1000, **options)
+        predicted = model.predict(X).ravel()
+        steps = model.train_state.step
+        error = np.linalg.norm(predicted - exact) / np.linalg.norm(exact)
+        rows.append({"problem": "burgers_deepxde", "setup": setup,
+                     "steps": "15000" if optimizer == "adam" else f"15000 + {steps - 15000} L-BFGS",
+                     "relative_l2": float(error),
+                     "network_evaluations": steps * per_step,
+                     "seconds": time.perf_counter() - start, "parameters": parameters})
+    return rows
+
+
+def _deepxde():
+    os.environ.setdefault("DDE_BACKEND", "pytorch")
+    try:
+        import deepxde as dde
+    except ImportError:
+        print("DeepXDE is not installed: pip install -e '.[benchmarks]' (comparison skipped)",
+              flush=True)
+        return None
+    return dde
+
+
 def table(rows):
-    lines = ["| problem | set-up | steps | relative L2 | learned-part error | network "
-             "evaluations | seconds | parameters | command |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| problem | set-up | steps | relative L2 | learned-part error | coefficient: true "
+             "-> fitted | network evaluations | seconds | parameters | command |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         learned = f"{row['learned_part_error']:.2e}" if "learned_part_error" in row else "-"
+        coefficient = row.get("coefficient")
+        fitted = "-" if coefficient is None else (
+            f"{coefficient['name']} {coefficient['truth']:.5g} -> {coefficient['fitted']:.5g} "
+            f"({100 * (coefficient['fitted'] / coefficient['truth'] - 1):+.1f} %; "
+            f"{coefficient['samples']} samples, {100 * coefficient['noise']:g} % noise)")
         lines.append(f"| {row['problem']} | {row['setup']} | {row['steps']} | "
-                     f"{row['relative_l2']:.2e} | {learned} | {row['network_evaluations']:,} | "
-                     f"{row['seconds']:.0f} | {row['parameters']:,} | `{row['command']}` |")
+                     f"{row['relative_l2']:.2e} | {learned} | {fitted} | "
+                     f"{row['network_evaluations']:,} | {row['seconds']:.0f} | "
+                     f"{row['parameters']:,} | `{row['command']}` |")
     return "\n".join(lines)
 
 
@@ -177,7 +325,8 @@ def main(argv=None):
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = command_line("pinn.py", argv)
-    order = [(name, setup) for name in PROBLEMS for setup in (*SETUPS, DEEPXDE)]
+    order = [(name, setup) for name in PROBLEMS
+             for setup in (*SETUPS, DEEPXDE, DEEPXDE_BURGERS, DEEPXDE_BURGERS_LBFGS)]
 
     def record(row):
         # Written after every run, so a long benchmark leaves its results as it goes.
@@ -190,10 +339,13 @@ def main(argv=None):
     for name in args.problems:
         default = PROBLEMS[name].get("setups", STANDARD_SETUPS)
         for setup in default if args.setups is None else args.setups:
-            record(run_hybridnet(name, setup, args.steps_scale))
+            record(run_hybridnet(name, setup, args.steps_scale, out))
         if name == "poisson" and not args.no_deepxde:
             row = run_deepxde(max(1, int(PROBLEMS["poisson"]["steps"] * args.steps_scale)))
             if row is not None:
+                record(row)
+        if name == "burgers_deepxde" and not args.no_deepxde:
+            for row in run_deepxde_burgers():
                 record(row)
     print((out / "pinn.md").read_text())
 

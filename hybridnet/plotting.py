@@ -1,4 +1,28 @@
-"""Plots of training runs (needs the optional matplotlib: ``pip install 'hybridnet[plot]'``)."""
+"""Plots of training runs and PDE solutions (need the optional matplotlib:
+``pip install 'hybridnet[plot]'``)."""
+
+import numpy as np
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg", force=False)
+        import matplotlib.pyplot as plt
+    except ImportError as error:
+        raise ImportError("plotting needs matplotlib: pip install 'hybridnet[plot]'") from error
+    return plt
+
+
+def _finish(figure, path, title):
+    """Title, layout and (when ``path`` is given) the PNG of ``figure``; returns it."""
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    if path is not None:
+        figure.savefig(path, dpi=120)
+    return figure
 
 
 def plot_learning_curves(estimators, path=None, *, title=None):
@@ -21,13 +45,7 @@ def plot_learning_curves(estimators, path=None, *, title=None):
     -------
     matplotlib.figure.Figure
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-    except ImportError as error:
-        raise ImportError("plotting needs matplotlib: pip install 'hybridnet[plot]'") from error
+    plt = _pyplot()
     histories = {label: estimator.history_ for label, estimator in estimators.items()}
     panels = [("train_loss", "training loss", "log")]
     if any(h and h[-1]["device_queries"] for h in histories.values()):
@@ -43,9 +61,87 @@ def plot_learning_curves(estimators, path=None, *, title=None):
                 axis.plot(history[:, "epoch"], history[:, key], label=name, color=f"C{index}")
         axis.set(xlabel="epoch", ylabel=label, yscale=scale)
     axes[0][0].legend()
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    if path is not None:
-        figure.savefig(path, dpi=120)
-    return figure
+    return _finish(figure, path, title)
+
+
+def plot_solution(solver, path=None, *, axes=(0, 1), at=None, resolution=200, title=None):
+    """Heat maps of a fitted PINN's prediction, the reference solution and their error.
+
+    The maps cover the domain's two coordinates ``axes`` (for a problem in one space
+    dimension and time: x across, t up); the other coordinates of a higher-dimensional problem
+    are held at ``at``. Without a reference solution (``PDE(solution=None)``) only the
+    prediction is drawn.
+
+    Parameters
+    ----------
+    solver : PINNSolver
+        A fitted solver.
+    path : str or path-like, optional
+        Where to save the figure (PNG by extension); None only returns it.
+    axes : tuple of two int, default=(0, 1)
+        The coordinates across and up.
+    at : sequence of float, optional
+        A point of the domain whose other coordinates fix the slice; default the box's
+        centre.
+    resolution : int, default=200
+        Grid points along each axis.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per map ("prediction", "reference", "|error|", each with its colour bar);
+        the error panel's title gives the relative L2 error on the grid.
+
+    Examples
+    --------
+    >>> from hybridnet import PINNSolver
+    >>> from hybridnet.pinn import problems
+    >>> from hybridnet.plotting import plot_solution
+    >>> solver = PINNSolver(problems.heat_1d(), hidden_layer_sizes=(8,), max_iter=5,
+    ...                     random_state=0).fit()
+    >>> figure = plot_solution(solver, resolution=20)
+    >>> [axis.get_title().split(",")[0] for axis in figure.axes[:3]]  # then the colour bars
+    ['prediction', 'reference', '|error|']
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(solver, "module_")
+    domain = solver.pde.domain
+    across, up = axes
+    if len(set(axes)) != 2 or not all(0 <= axis < domain.dim for axis in axes):
+        raise ValueError(f"axes must be two different coordinates in 0..{domain.dim - 1}, "
+                         f"got {axes!r}")
+    centre = (domain.lower + domain.upper) / 2 if at is None else np.asarray(at, dtype=float)
+    if centre.shape != (domain.dim,):
+        raise ValueError(f"at must have {domain.dim} coordinates, got {centre.shape}")
+    grid = [np.linspace(domain.lower[axis], domain.upper[axis], resolution) for axis in axes]
+    mesh = np.meshgrid(*grid)
+    X = np.tile(centre, (resolution * resolution, 1))
+    X[:, across], X[:, up] = mesh[0].ravel(), mesh[1].ravel()
+    shape = (resolution, resolution)
+    maps = [("prediction", solver.predict(X).reshape(shape))]
+    if solver.pde.solution is not None:
+        import torch
+
+        exact = np.asarray(solver.pde.solution(torch.as_tensor(X)), dtype=float).reshape(shape)
+        error = np.abs(maps[0][1] - exact)
+        relative = np.linalg.norm(error) / np.linalg.norm(exact)
+        maps += [("reference", exact), (f"|error|, relative L2 {relative:.2e}", error)]
+    plt = _pyplot()
+    figure, panels = plt.subplots(1, len(maps), figsize=(4.6 * len(maps), 3.8), squeeze=False)
+    extent = (grid[0][0], grid[0][-1], grid[1][0], grid[1][-1])
+    # The prediction and the reference share a colour scale, so they can be compared by eye.
+    shared = (min(m.min() for _, m in maps[:2]), max(m.max() for _, m in maps[:2]))
+    one_space_axis = len(domain.space_axes) == 1
+    names = ["t" if axis == domain.time_axis else "x" if one_space_axis else f"x{axis}"
+             for axis in axes]
+    for index, (axis, (label, values)) in enumerate(zip(panels[0], maps, strict=True)):
+        limits = shared if index < 2 else (None, None)
+        image = axis.imshow(values, origin="lower", extent=extent, aspect="auto",
+                            cmap="viridis" if index < 2 else "magma", vmin=limits[0],
+                            vmax=limits[1])
+        figure.colorbar(image, ax=axis)
+        axis.set(title=label, xlabel=names[0], ylabel=names[1])
+    return _finish(figure, path, title)

@@ -19,7 +19,8 @@ from .conditions import (
 from .derivatives import Derivatives
 from .domain import Box
 from .problem import PDE
+from .sampling import RAD
 from .solver import PINNSolver
 
 __all__ = ["PDE", "Box", "Condition", "Derivatives", "DirichletBC", "InitialCondition",
-           "NeumannBC", "PINNSolver", "TerminalCondition", "isclose", "problems"]
+           "NeumannBC", "PINNSolver", "RAD", "TerminalCondition", "isclose", "problems"]

@@ -257,22 +257,126 @@ class FiniteDifferences(DerivativeBackend):
         return Derivatives(center[:, 0], space_axes, gradient, second, dim=dim)
 
 
+STEIN_SAMPLINGS = ("qmc", "mc")
+
+
+def gaussian_directions(n_points, n_samples, dim, generator, *, sampling="qmc", dtype,
+                        device):
+    """Standard normal directions (n_points, n_samples, dim) for Stein estimates.
+
+    ``sampling="mc"``: independent draws. ``"qmc"``: randomised quasi-Monte Carlo, one
+    scrambled Sobol set of ``n_samples`` points in ``[0, 1)^dim`` (its seed drawn from
+    ``generator``), moved by an independent uniform shift modulo 1 for every point (a
+    Cranley-Patterson rotation, so each point's set is uniformly distributed and the points'
+    errors are independent), then mapped to Gaussians by the inverse normal CDF. Every
+    direction is still exactly N(0, I), so the estimates stay unbiased, but the set covers the
+    space evenly and the error of a smooth expectation falls much faster than ``1 / sqrt(N)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> z = gaussian_directions(3, 64, 2, torch.Generator().manual_seed(0),
+    ...                         dtype=torch.float64, device="cpu")
+    >>> z.shape, bool(abs(float(z.square().mean()) - 1) < 0.05)
+    (torch.Size([3, 64, 2]), True)
+    """
+    if sampling not in STEIN_SAMPLINGS:
+        raise ValueError(f"sampling must be one of {STEIN_SAMPLINGS}, got {sampling!r}")
+    if sampling == "mc":
+        return randn((n_points, n_samples, dim), generator, dtype=dtype, device=device)
+    from scipy.stats import qmc
+
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    # A power of two keeps Sobol's balance; the first n_samples of it otherwise.
+    m = max(0, math.ceil(math.log2(n_samples)))
+    base = torch.as_tensor(qmc.Sobol(dim, scramble=True, seed=seed).random_base2(m)[:n_samples])
+    shift = torch.rand((n_points, 1, dim), generator=generator, dtype=torch.float64)
+    uniform = torch.remainder(base + shift, 1.0).clamp(1e-12, 1 - 1e-12)
+    return torch.special.ndtri(uniform).to(device=device, dtype=dtype)
+
+
+def _control_variate_weights(features, weights, means):
+    """Per-sample weights of the regression (control-variate) estimator.
+
+    The plain estimate of ``E[w(z) g(z)]`` is ``mean_k w_k g_k``. With controls
+    ``w(z) phi_p(z)`` of known means ``means_p``, and coefficients ``beta`` fitted by least
+    squares of ``g_k`` on ``phi_p(z_k)``, the estimate
+    ``mean_k w_k g_k - beta . (mean_k w_k phi(z_k) - means)`` is exact whenever g is a
+    combination of the features, and its error otherwise comes only from what they miss.
+    ``beta`` is linear in g, so the estimator is ``sum_k c_k g_k`` with weights c that depend
+    on the directions only: this returns c.
+
+    Parameters
+    ----------
+    features : torch.Tensor
+        phi(z_k), shape (n, N, P).
+    weights : torch.Tensor
+        w(z_k) for each estimated quantity, shape (n, N, Q).
+    means : torch.Tensor
+        ``E[w_q(z) phi_p(z)]``, shape (P, Q).
+
+    Returns
+    -------
+    torch.Tensor
+        c, shape (n, N, Q).
+    """
+    n_samples = features.shape[1]
+    gram = features.transpose(1, 2) @ features
+    correction = means - features.transpose(1, 2) @ weights / n_samples
+    return weights / n_samples + features @ torch.linalg.solve(gram, correction)
+
+
 class SteinDerivatives(DerivativeBackend):
-    """Monte Carlo Stein estimates of the Gaussian-smoothed u (antithetic pairs).
+    """Stein estimates of the Gaussian-smoothed u (antithetic pairs), with variance reduction.
+
+    With ``delta = s z``, ``z ~ N(0, I)``: ``grad u = E[delta (f(x+delta) - f(x-delta))] /
+    (2 s^2)`` and ``d2u/dx_i^2 = E[(delta_i^2 - s^2)(f(x+delta) + f(x-delta) - 2 f(x))] /
+    (2 s^4)``, estimated from N pairs per point (``2N + 1`` network evaluations). Two
+    variance reductions, on by default, leave that cost unchanged:
+
+    - ``sampling="qmc"``: randomised quasi-Monte Carlo directions
+      (:func:`gaussian_directions`) instead of independent ones.
+    - ``control_variates=True``: the Taylor terms of the differences (``delta_j`` for the
+      odd part, ``delta_j delta_l`` for the even part) as controls with known means, their
+      coefficients fitted by least squares over each point's samples. The estimate is then
+      exact for a network that is quadratic around x, and its error comes only from higher
+      orders, which are O(s^2) smaller. The full quadratic basis needs ``N >= D (D + 1)``;
+      with fewer samples only the squares ``delta_j^2`` are used (``N >= 2 D``), with fewer
+      still none. The weights depend on the directions only, so the estimates stay linear in
+      the network's values.
 
     Parameters
     ----------
     smoothing : float
         s, the std of the Gaussian smoothing.
     n_samples : int
-        N Monte Carlo pairs per point.
+        N pairs per point.
+    sampling : {"qmc", "mc"}, default="qmc"
+        How the directions are drawn.
+    control_variates : bool, default=True
+        Fit and subtract the Taylor-term controls.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn.derivatives import SteinDerivatives
+    >>> stein = SteinDerivatives(0.01, 16)
+    >>> x = torch.tensor([[0.5, 0.25]], dtype=torch.float64)
+    >>> noise = stein.draw(1, 2, torch.Generator().manual_seed(0), dtype=x.dtype, device="cpu")
+    >>> d = stein.evaluate(lambda p: (p**2).sum(dim=1), x, noise)
+    >>> [round(float(v), 6) for v in (d.diff(0)[0], d.laplacian([0, 1])[0])]
+    [1.0, 4.0]
     """
 
     deterministic = False
 
-    def __init__(self, smoothing, n_samples):
+    def __init__(self, smoothing, n_samples, sampling="qmc", control_variates=True):
+        if sampling not in STEIN_SAMPLINGS:
+            raise ValueError(f"sampling must be one of {STEIN_SAMPLINGS}, got {sampling!r}")
         self.smoothing = smoothing
         self.n_samples = n_samples
+        self.sampling = sampling
+        self.control_variates = control_variates
 
     def evaluations_per_point(self, dim):
         return 2 * self.n_samples + 1
@@ -281,8 +385,9 @@ class SteinDerivatives(DerivativeBackend):
         return 2 * self.n_samples
 
     def draw(self, n_points, dim, generator, *, dtype, device):
-        return self.smoothing * randn((n_points, self.n_samples, dim), generator, dtype=dtype,
-                                      device=device)
+        return self.smoothing * gaussian_directions(n_points, self.n_samples, dim, generator,
+                                                    sampling=self.sampling, dtype=dtype,
+                                                    device=device)
 
     def value_shifts(self, x, noise=None):
         return torch.cat([noise, -noise], dim=1)
@@ -293,14 +398,40 @@ class SteinDerivatives(DerivativeBackend):
     def shifts(self, x, noise=None):
         return torch.cat([torch.zeros_like(noise[:, :1]), noise, -noise], dim=1)
 
+    def estimator_weights(self, noise):
+        """Weights (n, N, D) of the gradient and of the second derivatives.
+
+        ``gradient = einsum(odd, g)`` with ``odd = (f(x+delta) - f(x-delta)) / 2`` and
+        ``second = einsum(even, h)`` with ``even = f(x+delta) + f(x-delta) - 2 f(x)``.
+        """
+        s2, n_samples = self.smoothing**2, self.n_samples
+        z = noise / self.smoothing
+        gradient, second = z / (self.smoothing * n_samples), (z**2 - 1) / (2 * s2 * n_samples)
+        if not self.control_variates:
+            return gradient, second
+        dim = z.shape[2]
+        eye = torch.eye(dim, dtype=z.dtype, device=z.device)
+        if n_samples >= 2 * dim:
+            # odd part ~ grad . delta: controls z_j, E[z_j * z_l / s] = delta_jl / s
+            gradient = _control_variate_weights(z, gradient * n_samples, eye / self.smoothing)
+            pairs = torch.triu_indices(dim, dim, offset=1, device=z.device)
+            if n_samples >= dim * (dim + 1) and pairs.shape[1]:
+                features = torch.cat([z**2, z[..., pairs[0]] * z[..., pairs[1]]], dim=2)
+            else:
+                features = z**2
+            # even part ~ delta' H delta: E[(z_i^2 - 1) z_j^2] / (2 s^2) = delta_ij / s^2 and
+            # E[(z_i^2 - 1) z_j z_l] = 0 for j != l.
+            means = torch.zeros(features.shape[2], dim, dtype=z.dtype, device=z.device)
+            means[:dim] = eye / s2
+            second = _control_variate_weights(features, second * n_samples, means)
+        return gradient, second
+
     def from_values(self, values, x, noise=None, space_axes=()):
-        s2 = self.smoothing**2
         center = values[:, :1]
         plus, minus = values[:, 1:self.n_samples + 1], values[:, self.n_samples + 1:]
-        gradient = torch.einsum("nk,nkd->nd", plus - minus, noise) / (2 * s2 * self.n_samples)
-        curvature = plus + minus - 2 * center
-        second = torch.einsum("nk,nkd->nd", curvature, noise**2 - s2) / (
-            2 * s2 * s2 * self.n_samples)
+        gradient_weights, second_weights = self.estimator_weights(noise)
+        gradient = torch.einsum("nk,nkd->nd", (plus - minus) / 2, gradient_weights)
+        second = torch.einsum("nk,nkd->nd", plus + minus - 2 * center, second_weights)
         return Derivatives((plus + minus).mean(dim=1) / 2, space_axes, gradient, second,
                            dim=x.shape[1])
 
@@ -402,7 +533,8 @@ def amplification(dim, smoothing):
 BACKENDS = ("autograd", "finite_difference", "stein", "sparse_grid")
 
 
-def make_backend(name, *, scale, smoothing=None, stein_samples=64):
+def make_backend(name, *, scale, smoothing=None, stein_samples=64, stein_sampling="qmc",
+                 stein_control_variates=True):
     """The back end called ``name``; ``smoothing`` (h or s) defaults to ``0.01 * scale``."""
     if name not in BACKENDS:
         raise ValueError(f"derivatives must be one of {BACKENDS}, got {name!r}")
@@ -412,5 +544,5 @@ def make_backend(name, *, scale, smoothing=None, stein_samples=64):
     if name == "finite_difference":
         return FiniteDifferences(step)
     if name == "stein":
-        return SteinDerivatives(step, stein_samples)
+        return SteinDerivatives(step, stein_samples, stein_sampling, stein_control_variates)
     return SparseGridDerivatives(step)
