@@ -39,6 +39,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import time
 
 import matplotlib.pyplot as plt
@@ -137,18 +138,9 @@ def hjb_learned_part_error(solver):
     return float(np.linalg.norm(learned - 1) / np.sqrt(len(learned)))
 
 
-def noisy_samples(pde, n, noise, seed=0):
-    """``n`` uniform points of the domain and the exact solution there, plus ``noise`` times
-    its RMS of Gaussian noise."""
-    X = pde.domain.sample_interior(n, torch.Generator().manual_seed(seed), torch.float64)
-    exact = pde.solution(X).numpy()
-    rng = np.random.default_rng(seed)
-    noisy = exact + noise * np.sqrt(np.mean(exact**2)) * rng.standard_normal(n)
-    return X.numpy(), noisy
-
-
 def slug(text):
-    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+    """A file name from a set-up's name: 'Stein + first-order' -> 'stein_first_order'."""
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
 def run_hybridnet(name, setup, scale, out):
@@ -160,7 +152,7 @@ def run_hybridnet(name, setup, scale, out):
     steps = max(1, int(steps * scale))
     pde = problem["make"]()
     solver = PINNSolver(pde, max_iter=steps, random_state=0, **options)
-    data = noisy_samples(pde, N_SAMPLES, NOISE) if "truth" in problem else ()
+    data = pde.sample_solution(N_SAMPLES, NOISE, random_state=0) if "truth" in problem else ()
     start = time.perf_counter()
     solver.fit(*data)
     seconds = time.perf_counter() - start
@@ -170,7 +162,7 @@ def run_hybridnet(name, setup, scale, out):
                            title=f"{name}: {setup}, {steps} steps")
     plt.close(figure)
     row = {"problem": name, "setup": setup,
-           "steps": f"{steps} + {solver.lbfgs_iter} L-BFGS" if solver.lbfgs_iter else steps,
+           "steps": f"{steps} + {solver.n_lbfgs_iter_} L-BFGS" if solver.lbfgs_iter else steps,
            "relative_l2": solver.relative_l2_error(),
            "network_evaluations": solver.n_network_evaluations_,
            "seconds": seconds,

@@ -164,14 +164,32 @@ def test_rad_uses_x_as_the_candidate_pool_and_works_without_backprop():
 # ----------------------------------------------------------------------------- L-BFGS
 
 
-def test_lbfgs_after_adam_lowers_the_error():
+def test_lbfgs_after_adam_lowers_the_error_with_a_fresh_draw_each_round(monkeypatch):
+    import hybridnet.pinn.solver as solver_module
+
     options = dict(hidden_layer_sizes=(16, 16), max_iter=300, n_collocation=256,
                    random_state=0)
     pde = problems.heat_1d()
     adam = PINNSolver(pde, **options).fit()
+    assert adam.n_lbfgs_iter_ == 0
+    monkeypatch.setattr(solver_module, "LBFGS_ROUND", 100)
+    drawn = []
+    original = Solver._draw
+
+    def spy(self, plan):
+        draws = original(self, plan)
+        drawn.append(draws[0])
+        return draws
+
+    monkeypatch.setattr(Solver, "_draw", spy)
     both = PINNSolver(pde, lbfgs_iter=300, **options).fit()
     assert both.relative_l2_error() < 0.5 * adam.relative_l2_error()
     assert both.n_iter_ == adam.n_iter_ == 300  # L-BFGS iterations are not Adam steps
+    assert 0 < both.n_lbfgs_iter_ <= 300
+    # the plan's first draw, 300 Adam steps, then three L-BFGS rounds on points of their own
+    rounds = drawn[-3:]
+    assert len(drawn) == 1 + 300 + 3
+    assert not torch.equal(rounds[0], rounds[1]) and not torch.equal(rounds[1], rounds[2])
 
 
 # ----------------------------------------------------------------------------- plots
@@ -236,3 +254,18 @@ def test_default_balancing_is_no_worse_than_none(name):
                             random_state=0).fit()
         errors[balancing] = solver.relative_l2_error()
     assert errors["auto"] <= 1.05 * errors["none"], errors
+
+
+def test_sample_solution_gives_noisy_measurements_of_the_reference():
+    pde = problems.heat_1d()
+    X, exact = pde.sample_solution(4000, random_state=0)
+    assert X.shape == (4000, 2) and (X >= 0).all() and (X <= 1).all()
+    np.testing.assert_allclose(exact, np.exp(-0.1 * np.pi**2 * X[:, 1]) * np.sin(np.pi * X[:, 0]))
+    X_again, noisy = pde.sample_solution(4000, noise=0.01, random_state=0)
+    np.testing.assert_array_equal(X_again, X)
+    rms = np.sqrt(np.mean(exact**2))
+    assert np.std(noisy - exact) == pytest.approx(0.01 * rms, rel=0.05)
+    with pytest.raises(ValueError, match="noise must be"):
+        pde.sample_solution(10, noise=-1)
+    with pytest.raises(ValueError, match="no exact solution"):
+        PDE(Box([0], [1]), _bump_residual).sample_solution(10)

@@ -3,6 +3,10 @@
 import math
 import numbers
 
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
 from .conditions import Condition
 from .domain import Box
 
@@ -94,6 +98,44 @@ class PDE:
         self.output_transform = output_transform
         # (factory name, arguments) when a built-in problem of hybridnet.pinn.problems made it.
         self.builtin = None
+
+    def sample_solution(self, n, noise=0.0, random_state=None):
+        """Measurements of the exact solution: ``n`` uniform points and noisy values there.
+
+        For trying inverse and data-assisted problems: the values get Gaussian noise of
+        ``noise`` times their root mean square.
+
+        Parameters
+        ----------
+        n : int
+            Number of points.
+        noise : float, default=0.0
+            Noise level relative to the values' RMS (0.01: 1 % noise).
+        random_state : int, RandomState instance or None, default=None
+            Draws the points and the noise.
+
+        Returns
+        -------
+        X : ndarray of shape (n, D)
+        y : ndarray of shape (n,)
+
+        Examples
+        --------
+        >>> from hybridnet.pinn import problems
+        >>> X, y = problems.heat_1d().sample_solution(200, noise=0.01, random_state=0)
+        >>> X.shape, y.shape
+        ((200, 2), (200,))
+        """
+        if self.solution is None:
+            raise ValueError("this PDE has no exact solution to sample: give "
+                             "PDE(..., solution=...)")
+        if not (isinstance(noise, numbers.Real) and noise >= 0 and math.isfinite(noise)):
+            raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
+        rng = check_random_state(random_state)
+        unit = rng.random_sample((int(n), self.domain.dim))
+        X = self.domain.lower + unit * (self.domain.upper - self.domain.lower)
+        exact = np.asarray(self.solution(torch.as_tensor(X)), dtype=np.float64).reshape(-1)
+        return X, exact + noise * np.sqrt(np.mean(exact**2)) * rng.standard_normal(len(exact))
 
     def __repr__(self):
         unknown = f", parameters={self.parameters!r}" if self.parameters else ""

@@ -52,6 +52,8 @@ BALANCE_MEMORY = 0.9
 LEARNING_RATES = {"backprop": 1e-2, "bp_free": 3e-3}
 # The rate decays exponentially to this fraction of its initial value over max_iter steps.
 DECAY_TO = 1 / 20
+# L-BFGS iterations on one draw of points before the next draw (see PINNSolver._lbfgs).
+LBFGS_ROUND = 1000
 # Network evaluations per vectorised call of back-propagation-free training (all perturbations
 # of a chunk together): about 4e5 keeps its activations near 400 MB in float64 at width 128.
 PERTURBED_EVALUATIONS = 400_000
@@ -314,10 +316,10 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         (None): 1e-2 for ``training="backprop"``, 3e-3 for "bp_free" (chosen from the
         measurements in doc/pinn.md).
     lbfgs_iter : int, default=0
-        L-BFGS iterations after Adam (first-order training with a deterministic back end;
-        on one fixed draw of points, chosen by ``sampling``). It stops earlier when the loss
-        stops changing (torch's tolerances). On Burgers at DeepXDE's budget it took the
-        error from 0.071 to 0.0096.
+        L-BFGS iterations after Adam (first-order training with a deterministic back end), in
+        rounds of 1,000 on a fresh draw of points each (drawn as ``sampling`` says); a round
+        ends early when the loss stops changing (torch's tolerances). On Burgers at
+        DeepXDE's budget 15,000 took the error after Adam from 0.0103 to 0.0061.
     loss_balancing : {"auto", "gradient_norm", "none"}, default="auto"
         "gradient_norm" rescales the conditions' weights (as one group) and the data term's
         weight during first-order training so that each group's gradient norm matches the
@@ -351,6 +353,8 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         Loss per step.
     n_iter_ : int
         Steps run (Adam or zeroth-order; L-BFGS iterations not included).
+    n_lbfgs_iter_ : int
+        L-BFGS iterations run (each round of 1,000 may stop earlier at torch's tolerances).
     n_network_evaluations_ : int
         Points pushed through the network during training (each shifted point counts).
     loss_weights_ : ndarray
@@ -735,6 +739,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
             train_epochs(plan.loss, step, lambda: [None], plan.max_iter, callbacks=callbacks,
                          history=self.history_,
                          explain_divergence=lambda: self._explain_divergence(plan))
+            self.n_lbfgs_iter_ = 0
             if plan.lbfgs_iter:
                 self._lbfgs(plan)
         finally:
@@ -840,20 +845,32 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         return step
 
     def _lbfgs(self, plan):
-        self._adapt(plan, force=True)
-        draws = self._draw(plan)
-        optimizer = torch.optim.LBFGS(plan.loss.parameters(), max_iter=plan.lbfgs_iter,
-                                      line_search_fn="strong_wolfe")
-        per_loss = self._evaluations_per_loss(plan, draws)
+        """``lbfgs_iter`` L-BFGS iterations in rounds of ``LBFGS_ROUND``, fresh points each.
 
-        def closure():
-            optimizer.zero_grad()
-            loss = plan.loss(*draws)
-            loss.backward()
-            plan.evaluations += per_loss
-            return loss
+        One draw for every iteration over-fits its points: on Burgers at DeepXDE's budget it
+        took the error from 0.0103 after Adam to 0.023, while a fresh draw every 1,000
+        iterations (a new L-BFGS history each round) took it to 0.0061.
+        """
+        remaining, iterations = plan.lbfgs_iter, 0
+        while remaining > 0:
+            self._adapt(plan, force=True)
+            draws = self._draw(plan)
+            optimizer = torch.optim.LBFGS(plan.loss.parameters(),
+                                          max_iter=min(LBFGS_ROUND, remaining),
+                                          line_search_fn="strong_wolfe")
+            per_loss = self._evaluations_per_loss(plan, draws)
 
-        optimizer.step(closure)
+            def closure(optimizer=optimizer, draws=draws, per_loss=per_loss):
+                optimizer.zero_grad()
+                loss = plan.loss(*draws)
+                loss.backward()
+                plan.evaluations += per_loss
+                return loss
+
+            optimizer.step(closure)
+            iterations += optimizer.state_dict()["state"][0]["n_iter"]
+            remaining -= LBFGS_ROUND
+            self.n_lbfgs_iter_ = iterations
 
     # ------------------------------------------------------------------ predict
     def predict(self, X):
