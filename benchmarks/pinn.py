@@ -106,7 +106,10 @@ PROBLEMS = {
     "burgers_inverse": dict(
         make=lambda: problems.burgers_1d(unknown_viscosity=0.5 * problems.BURGERS_VISCOSITY),
         truth=("viscosity", problems.BURGERS_VISCOSITY),
-        options=dict(hidden_layer_sizes=(20, 20, 20), n_collocation=2540, n_boundary=80),
+        # Adam alone fitted nu 8.5 % high from these samples; RAD points and L-BFGS bring the
+        # shock, which sets nu, into focus (+1.0 %, and +0.1 % from another draw of samples).
+        options=dict(hidden_layer_sizes=(20, 20, 20), n_collocation=2540, n_boundary=80,
+                     sampling="rad", lbfgs_iter=5000),
         steps=15000, setups=("inverse, autograd",)),
     "hjb": dict(
         make=lambda: problems.hjb(20), steps=1000, bp_free_steps=200,

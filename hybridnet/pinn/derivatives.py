@@ -270,7 +270,25 @@ def gaussian_directions(n_points, n_samples, dim, generator, *, sampling="qmc", 
     Cranley-Patterson rotation, so each point's set is uniformly distributed and the points'
     errors are independent), then mapped to Gaussians by the inverse normal CDF. Every
     direction is still exactly N(0, I), so the estimates stay unbiased, but the set covers the
-    space evenly and the error of a smooth expectation falls much faster than ``1 / sqrt(N)``.
+    space more evenly: on a random tanh network at N = 64 the Stein gradient's error halves;
+    the second derivatives' error barely moves (control variates remove that, see
+    :class:`SteinDerivatives`).
+
+    Parameters
+    ----------
+    n_points, n_samples, dim : int
+        Shape of the draw: points, directions per point, coordinates.
+    generator : torch.Generator
+        The random stream (the Sobol scramble's seed and the shifts come from it).
+    sampling : {"qmc", "mc"}, default="qmc"
+        Quasi-Monte Carlo or independent draws.
+    dtype : torch.dtype
+    device : torch.device or str
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (n_points, n_samples, dim).
 
     Examples
     --------
