@@ -259,9 +259,9 @@ def test_derivative_free_back_ends_train(derivatives):
     solver = PINNSolver(problems.poisson_2d(hard_constraint=True), hidden_layer_sizes=(16, 16),
                         derivatives=derivatives, stein_samples=16, max_iter=150,
                         n_collocation=64, random_state=0).fit()
-    # Stein's Monte Carlo noise stays in its loss (a floor); the others fall much further.
-    assert solver.loss_curve_[-1] < (0.5 if derivatives == "stein" else 0.1) * \
-        solver.loss_curve_[0]
+    # With control variates Stein's noise no longer puts a floor under its loss (plain Monte
+    # Carlo ends at 0.38 of its initial loss here, with them at 0.05).
+    assert solver.loss_curve_[-1] < 0.1 * solver.loss_curve_[0]
     per_point = {"finite_difference": 5, "sparse_grid": 13, "stein": 33}[derivatives]
     assert solver.n_network_evaluations_ == 150 * 64 * per_point
 
