@@ -330,8 +330,8 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         their weights relative to each other stay yours and a satisfied condition is not
         inflated on its own). A soft boundary loss is otherwise outweighed by a residual
         whose scale is set by the source term: on the built-in Poisson problem it cuts the
-        error from 5.9e-2 to 6.8e-4 at 3,000 steps. It costs one extra backward pass per group every 10
-        steps. "none" keeps the weights as given; "auto" is "gradient_norm" for
+        error from 5.9e-2 to 6.8e-4 at 3,000 steps. It costs one extra backward pass per
+        group every 10 steps. "none" keeps the weights as given; "auto" is "gradient_norm" for
         ``training="backprop"`` and "none" for "bp_free", which has no gradients to compare.
     data_weight : float, default=1.0
         Weight of the data-fit term when ``fit`` gets ``y``.
