@@ -3,7 +3,8 @@
 A problem is composed from separate pieces, as in DeepXDE: a :class:`Box` domain, conditions
 (:class:`DirichletBC`, :class:`NeumannBC`, :class:`InitialCondition`,
 :class:`TerminalCondition`), and a :class:`PDE` with its residual; :class:`~hybridnet.PINNSolver`
-trains a network on it with a derivative back end of :mod:`hybridnet.pinn.derivatives`.
+trains a network on it with a derivative back end of :mod:`hybridnet.pinn.derivatives`,
+optionally drawing its collocation points from the residual-based distribution :class:`RAD`.
 Built-in problems live in :mod:`hybridnet.pinn.problems`.
 """
 

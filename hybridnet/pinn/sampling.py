@@ -1,5 +1,6 @@
 """Residual-based adaptive sampling of collocation points (RAD, Wu et al. 2023)."""
 
+import math
 import numbers
 
 
@@ -41,8 +42,7 @@ class RAD:
 
     def __init__(self, k=1.0, c=1.0, every=100, n_candidates=None):
         for name, value, low in (("k", k, 0), ("c", c, 0)):
-            if not (isinstance(value, numbers.Real) and value >= low and value == value
-                    and value != float("inf")):
+            if not (isinstance(value, numbers.Real) and math.isfinite(value) and value >= low):
                 raise ValueError(f"RAD {name} must be a finite number >= {low}, got {value!r}")
         if not (isinstance(every, numbers.Integral) and every >= 1):
             raise ValueError(f"RAD every must be an int >= 1, got {every!r}")
