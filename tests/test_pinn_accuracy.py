@@ -122,17 +122,23 @@ def _bump_residual(x, d):
     return d.u - 10 * torch.exp(-((x - 0.8) ** 2).sum(dim=1) / 0.005)
 
 
-def test_rad_moves_the_collocation_points_toward_large_residuals(monkeypatch):
-    pde = PDE(Box([0, 0], [1, 1]), _bump_residual)
-    drawn = []
+@pytest.fixture
+def drawn(monkeypatch):
+    """The collocation points of every draw of the solver's fits, in order."""
+    points = []
     original = Solver._draw
 
     def spy(self, plan):
         draws = original(self, plan)
-        drawn.append(draws[0])
+        points.append(draws[0])
         return draws
 
     monkeypatch.setattr(Solver, "_draw", spy)
+    return points
+
+
+def test_rad_moves_the_collocation_points_toward_large_residuals(drawn):
+    pde = PDE(Box([0, 0], [1, 1]), _bump_residual)
     near = {}
     for sampling in ("uniform", RAD(k=2, c=0.1, every=5)):
         drawn.clear()
@@ -164,7 +170,7 @@ def test_rad_uses_x_as_the_candidate_pool_and_works_without_backprop():
 # ----------------------------------------------------------------------------- L-BFGS
 
 
-def test_lbfgs_after_adam_lowers_the_error_with_a_fresh_draw_each_round(monkeypatch):
+def test_lbfgs_after_adam_lowers_the_error_with_a_fresh_draw_each_round(monkeypatch, drawn):
     import hybridnet.pinn.solver as solver_module
 
     options = dict(hidden_layer_sizes=(16, 16), max_iter=300, n_collocation=256,
@@ -173,15 +179,7 @@ def test_lbfgs_after_adam_lowers_the_error_with_a_fresh_draw_each_round(monkeypa
     adam = PINNSolver(pde, **options).fit()
     assert adam.n_lbfgs_iter_ == 0
     monkeypatch.setattr(solver_module, "LBFGS_ROUND", 100)
-    drawn = []
-    original = Solver._draw
-
-    def spy(self, plan):
-        draws = original(self, plan)
-        drawn.append(draws[0])
-        return draws
-
-    monkeypatch.setattr(Solver, "_draw", spy)
+    drawn.clear()
     both = PINNSolver(pde, lbfgs_iter=300, **options).fit()
     assert both.relative_l2_error() < 0.5 * adam.relative_l2_error()
     assert both.n_iter_ == adam.n_iter_ == 300  # L-BFGS iterations are not Adam steps
