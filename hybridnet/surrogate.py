@@ -7,8 +7,11 @@ device through ``query(inputs) -> outputs`` at the device's current parameters.
 Initialisation (``init``):
 
 - ``"svd"``: query the identity (n queries), ``A = f(I)^T``, truncated SVD.
-- ``"randomized"``: a range finder on ``r + oversampling`` Gaussian inputs gives ``Q`` with
-  ``range(Q) ~ range(A)``; the row part ``Q^T A`` is fitted to the same queries plus
+- ``"randomized"``: a range finder on ``r + oversampling`` inputs gives ``Q`` with
+  ``range(Q) ~ range(A)``; the inputs are Gaussian except the first, the constant vector
+  (all ones), because devices whose weights share a common offset (an MRR bank's weights are
+  mostly positive) have their dominant row direction near it, of which a random subspace of K
+  of n dimensions catches only about K/n; the row part ``Q^T A`` is fitted to the same queries plus
   ``n_probes`` more by least squares (``B z_k = Q^T A z_k``; with fewer queries than columns,
   the minimum-norm solution: A restricted to the span of the inputs), and its SVD completes
   the factors. It costs ``r + oversampling + n_probes`` queries instead of n, at the price of
@@ -159,12 +162,14 @@ class LowRankSurrogate(nn.Module):
         else:
             width = min(rank + self.oversampling, self.in_features)
             inputs = randn((width + self.n_probes, self.in_features), self.generator, **options)
+            inputs[0] = 1.0  # the constant vector, see the module docstring
             outputs = self._query(query, inputs)
             basis, _ = torch.linalg.qr(outputs[:width].T)
             # Least squares for B = Q^T A from B z_k = Q^T y_k (the minimum-norm solution, A
             # on the span of the inputs, when there are fewer inputs than columns); the Monte
             # Carlo average (1/K) sum_k (Q^T y_k) z_k^T was worse than a zero matrix on 128-wide
-            # devices with 52 queries (relative error 1.35-1.42, least squares 0.80-0.96).
+            # devices with 52 queries (relative error 1.35-1.42, least squares 0.80-0.96, with
+            # the constant input 0.56-0.95; benchmarks/surrogate_init.py).
             row_part = (torch.linalg.pinv(inputs) @ outputs @ basis).T
             u_small, singular_values, vh = torch.linalg.svd(row_part, full_matrices=False)
             u, s, v = basis @ u_small[:, :rank], torch.diag(singular_values[:rank]), vh[:rank]
