@@ -2,6 +2,7 @@
 and a run replaces only its own rows, so runs of different parts can be made separately."""
 
 import json
+import pathlib
 import shlex
 import sys
 
@@ -36,3 +37,12 @@ def merge_rows(path, new_rows, key, sort_key):
     rows = sorted([row for row in rows if key(row) not in replaced] + new_rows, key=sort_key)
     path.write_text(json.dumps(rows, indent=1))
     return rows
+
+
+def write_results(name, command, rows, lines):
+    """Write ``benchmarks/results/<name>.json`` (the rows and their command) and ``<name>.md``
+    (the command, then ``lines``, a table)."""
+    folder = pathlib.Path(__file__).parent / "results"
+    (folder / f"{name}.json").write_text(json.dumps({"command": command, "rows": rows},
+                                                    indent=1))
+    (folder / f"{name}.md").write_text(f"Command: `{command}`\n\n" + "\n".join(lines) + "\n")

@@ -7,6 +7,7 @@ surrogate of :mod:`hybridnet.surrogate` and the estimators of :mod:`hybridnet.ze
 """
 
 from . import physical
+from .calibration import calibrate
 from .estimators import HybridNetClassifier, HybridNetRegressor
 from .layers import BlackBoxLayer, split_parameters
 from .persistence import load, save
@@ -17,5 +18,5 @@ from .tt_linear import TTLinear
 __version__ = "0.1.0"
 __all__ = [
     "BlackBoxLayer", "HybridNetClassifier", "HybridNetRegressor", "LowRankSurrogate", "PINNSolver",
-    "TTLinear", "load", "physical", "save", "split_parameters",
+    "TTLinear", "calibrate", "load", "physical", "save", "split_parameters",
 ]

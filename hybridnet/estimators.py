@@ -24,6 +24,7 @@ Decisions where scikit-learn's own networks give no answer:
 - Sparse input is refused (the devices take dense vectors).
 """
 
+import contextlib
 import copy
 import numbers
 import time
@@ -39,7 +40,8 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from torch import nn
 
 from ._random import spawn_seeds
-from .layers import BlackBoxLayer, split_parameters
+from .calibration import calibrate
+from .layers import SMOOTHING_FLOOR, BlackBoxLayer, auto_smoothing, split_parameters
 from .network import ACTIVATIONS, DEVICES, build_mlp
 from .optim import BatchedLoss, PlateauSwitch, ZerothOrderOptimizer
 from .physical import BlackBox
@@ -56,7 +58,7 @@ from .training import (
 )
 from .zeroth_order import ESTIMATORS
 
-TRAININGS = ("surrogate", "backprop", "bp_free")
+TRAININGS = ("surrogate", "backprop", "bp_free", "calibrated_twin")
 # "hybrid" (signRGE, then CGE on a plateau) trains whole networks, so only with bp_free.
 BP_FREE_ESTIMATORS = (*ESTIMATORS, "hybrid")
 # The hybrid schedule of the tensor-train BP-free paper (its MNIST settings relative to the
@@ -69,6 +71,10 @@ HYBRID_CGE_MOMENTUM = 0.9
 HYBRID_DROP_AFTER = 10
 HYBRID_DROP_FACTOR = 0.1
 ZO_UPDATES = ("auto", "sgd", "adam")
+# training="calibrated_twin": epochs of in-situ fine-tuning after the twin phase, and its
+# learning rates relative to the hyperparameters'.
+FINE_TUNE_ITER = 0
+FINE_TUNE_LR_FACTOR = 0.1
 # Hyperparameters that shape the network, its layers or its optimizer: a warm start or a
 # partial_fit cannot continue a network built with other values. The rest (learning rates,
 # batch size, epochs, stopping rule, device retries, the torch device the network runs on)
@@ -128,10 +134,12 @@ class _BaseHybridNet(BaseEstimator):
         "surrogate_update": [StrOptions(set(UPDATES))],
         "zo_estimator": [StrOptions(set(BP_FREE_ESTIMATORS))],
         "zo_samples": [_POSITIVE_INT],
-        "zo_smoothing": [_POSITIVE_REAL],
+        "zo_smoothing": [_POSITIVE_REAL, StrOptions({"auto"})],
         "zo_batch_rank": [_POSITIVE_INT, None],
         "zo_update": [StrOptions(set(ZO_UPDATES))],
         "tt_rank": [_POSITIVE_INT, None],
+        "calibration_queries": [_POSITIVE_INT, None],
+        "fine_tune_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "learning_rate": [_POSITIVE_REAL],
         "device_learning_rate": [_POSITIVE_REAL],
         "batch_size": [_POSITIVE_INT],
@@ -152,9 +160,9 @@ class _BaseHybridNet(BaseEstimator):
     def __init__(self, hidden_layer_sizes=(64, 64), activation="relu", *, physical_layer="mzi",
                  physical_positions=None, device_options=None, training="surrogate",
                  surrogate_rank=None, surrogate_probes=None, surrogate_update_every=4,
-                 surrogate_rebuild_every=None, surrogate_update="auto", zo_estimator="rge",
-                 zo_samples=10, zo_smoothing=1e-3, zo_batch_rank=16, zo_update="auto",
-                 tt_rank=None,
+                 surrogate_rebuild_every=10, surrogate_update="auto", zo_estimator="rge",
+                 zo_samples=10, zo_smoothing="auto", zo_batch_rank=16, zo_update="auto",
+                 tt_rank=None, calibration_queries=None, fine_tune_iter=FINE_TUNE_ITER,
                  learning_rate=3e-3, device_learning_rate=1e-2, batch_size=64,
                  max_iter=50, tol=1e-4, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, warm_start=False, device_retries=2, device_timeout=None,
@@ -176,6 +184,8 @@ class _BaseHybridNet(BaseEstimator):
         self.zo_batch_rank = zo_batch_rank
         self.zo_update = zo_update
         self.tt_rank = tt_rank
+        self.calibration_queries = calibration_queries
+        self.fine_tune_iter = fine_tune_iter
         self.learning_rate = learning_rate
         self.device_learning_rate = device_learning_rate
         self.batch_size = batch_size
@@ -242,8 +252,10 @@ class _BaseHybridNet(BaseEstimator):
         rank = self.surrogate_rank
         if rank is None:
             rank = max(1, min(hidden_sizes) // 2)
-        # bp_free never differentiates, so its devices are simply queried (no surrogate is built)
-        training = "surrogate" if self.training == "bp_free" else self.training
+        # bp_free never differentiates, so its devices are simply queried (no surrogate is
+        # built); a calibrated twin's layers sit on the device, for the in-situ fine-tune.
+        training = ("surrogate" if self.training in ("bp_free", "calibrated_twin")
+                    else self.training)
         zo_estimator = "rge" if self.zo_estimator == "hybrid" else self.zo_estimator
         return dict(training=training, surrogate_rank=rank,
                     surrogate_probes=self.surrogate_probes,
@@ -251,7 +263,19 @@ class _BaseHybridNet(BaseEstimator):
                     surrogate_rebuild_every=self.surrogate_rebuild_every,
                     surrogate_update=self.surrogate_update,
                     zo_estimator=zo_estimator, zo_samples=self.zo_samples,
-                    zo_smoothing=float(self.zo_smoothing), zo_batch_rank=self.zo_batch_rank)
+                    zo_smoothing=self._layer_smoothing(), zo_batch_rank=self.zo_batch_rank)
+
+    def _layer_smoothing(self):
+        return "auto" if self.zo_smoothing == "auto" else float(self.zo_smoothing)
+
+    def _network_smoothing(self, module):
+        """The step of whole-network (bp_free) estimates: the largest a device of the network
+        asks for ("auto"), 1e-3 for an all-digital one."""
+        if self.zo_smoothing != "auto":
+            return float(self.zo_smoothing)
+        steps = [auto_smoothing(layer.black_box) for layer in module.modules()
+                 if isinstance(layer, BlackBoxLayer)]
+        return max(steps, default=SMOOTHING_FLOOR)
 
     def _build_module(self, n_inputs, n_outputs, hidden_sizes, seed):
         with torch.random.fork_rng(devices=[]):
@@ -292,7 +316,7 @@ class _BaseHybridNet(BaseEstimator):
         sgd = self.zo_update == "sgd" or (self.zo_update == "auto" and hybrid)
         return ZerothOrderOptimizer(groups, estimator="sign_rge" if hybrid else self.zo_estimator,
                                     n_samples=int(self.zo_samples),
-                                    smoothing=float(self.zo_smoothing),
+                                    smoothing=self._network_smoothing(module),
                                     update="sgd" if sgd else "adam",
                                     momentum=HYBRID_CGE_MOMENTUM if sgd else 0.0,
                                     chunk_size=512, seed=zo_seed)
@@ -315,6 +339,7 @@ class _BaseHybridNet(BaseEstimator):
         self._batch_generator = torch.Generator().manual_seed(batch_seed)
         self.history_ = History()
         self.n_device_queries_ = 0
+        self.n_calibration_queries_ = 0
         self.n_device_retries_ = 0
         self._switch = None
         if self.zo_estimator == "hybrid" and self.training == "bp_free":
@@ -324,21 +349,23 @@ class _BaseHybridNet(BaseEstimator):
                 drop_after=HYBRID_DROP_AFTER, drop_factor=HYBRID_DROP_FACTOR,
                 coordinate_skip=HYBRID_CGE_SKIP)
 
-    def _start_learning_rates(self):
+    def _start_learning_rates(self, factor=1.0):
         """Every fit or partial_fit call starts from the rates the hyperparameters give.
 
         The cosine schedule of ``fit`` ends at 0, so keeping the last rate would freeze a
         continued network; a new ``learning_rate`` also applies to a warm start this way.
-        The hybrid schedule goes on where it was, from the new base rates.
+        The hybrid schedule goes on where it was, from the new base rates. ``factor`` scales
+        both (the gentler fine-tune of ``training="calibrated_twin"``).
         """
         groups = self._optimizer.param_groups
-        rates = [float(self.learning_rate), float(self.device_learning_rate)][:len(groups)]
-        factor = 1.0
+        rates = [factor * float(self.learning_rate),
+                 factor * float(self.device_learning_rate)][:len(groups)]
+        schedule = 1.0
         if self._switch is not None:
             self._switch.base_lrs = rates
-            factor = self._switch.factor()
+            schedule = self._switch.factor()
         for group, rate in zip(groups, rates, strict=True):
-            group["lr"] = group["initial_lr"] = rate * factor
+            group["lr"] = group["initial_lr"] = rate * schedule
 
     def _move_to(self, device):
         """Run a continued network on another torch device (a GPU model continued on a CPU)."""
@@ -375,15 +402,23 @@ class _BaseHybridNet(BaseEstimator):
 
         return step
 
-    def _run(self, X, y, sample_weight, n_epochs, *, validation=None, schedule=False):
-        """Train for up to n_epochs; keep the fitted attributes in step even if a device fails."""
-        X_t, y_t, w_t = self._tensors(X, y, sample_weight)
-        batch_size = int(self.batch_size)
-        self._start_learning_rates()
+    def _configure_device_layers(self):
+        """Give every device layer the estimator's retry and timeout settings."""
         for layer in self._device_layers():
             layer.device_retries = int(self.device_retries)
             layer.device_timeout = None if self.device_timeout is None \
                 else float(self.device_timeout)
+
+    def _run(self, X, y, sample_weight, n_epochs, *, validation=None, schedule=False,
+             start=None, rate_factor=1.0):
+        """Train for up to n_epochs; keep the fitted attributes in step even if a device fails.
+
+        ``fit_time_`` counts from ``start`` (default: now); the learning rates start at
+        ``rate_factor`` times the hyperparameters'."""
+        X_t, y_t, w_t = self._tensors(X, y, sample_weight)
+        batch_size = int(self.batch_size)
+        self._start_learning_rates(rate_factor)
+        self._configure_device_layers()
         if self.training == "bp_free":
             # Constant step sizes: the hybrid schedule changes them itself when it switches.
             step = self._bp_free_step(X_t, y_t, w_t)
@@ -414,7 +449,7 @@ class _BaseHybridNet(BaseEstimator):
             callbacks.append(ProgressBar(n_epochs))
         queries_before = count_device_queries(self.module_)
         retries_before = sum(layer.n_device_retries for layer in self._device_layers())
-        start = time.perf_counter()
+        start = time.perf_counter() if start is None else start
         try:
             train_epochs(self.module_, step, batches, n_epochs, callbacks=callbacks,
                          history=self.history_)
@@ -463,14 +498,57 @@ class _BaseHybridNet(BaseEstimator):
                     self._check_module_output(self.module_,
                                               torch.as_tensor(X[:2], device=device),
                                               self._n_outputs(y))
+                if self.training == "calibrated_twin" and not incremental:
+                    # Part of the set-up: a device that fails here leaves the estimator as it was.
+                    calibration_start = time.perf_counter()
+                    twins = self._calibrated_twins()
         if device != self._device:
             self._move_to(device)
         if incremental:
             self._run(X, y, sample_weight, 1)
+        elif self.training == "calibrated_twin" and not continuing:
+            self._fit_on_twins(twins, X, y, sample_weight, validation, calibration_start)
         else:
             self._run(X, y, sample_weight, int(self.max_iter), validation=validation,
                       schedule=True)
         return self
+
+    def _calibrated_twins(self):
+        """A calibrated twin of every device of the network (``training="calibrated_twin"``)."""
+        layers = self._device_layers()
+        if not layers:
+            raise ValueError("training='calibrated_twin' needs a device in the network "
+                             "(physical_layer, or a module with BlackBoxLayers)")
+        for layer in layers:
+            if not callable(getattr(layer.black_box, "nominal_twin", None)):
+                raise ValueError(f"training='calibrated_twin' needs a simulator of each device, "
+                                 f"but {layer.black_box.name} has no nominal_twin(); calibrate "
+                                 "your own twin with hybridnet.calibrate and train it with "
+                                 "BlackBoxLayer.using, or use training='surrogate'")
+        self._configure_device_layers()
+        seeds = spawn_seeds(spawn_seeds(self._seed, 5)[4], len(layers))  # a fifth stream
+        twins = [calibrate(layer.black_box, layer.black_box.nominal_twin(),
+                           n_queries=self.calibration_queries, params=layer.params.detach(),
+                           seed=seed, query=layer.query_device).to(self._device)
+                 for layer, seed in zip(layers, seeds, strict=True)]
+        self.n_calibration_queries_ = sum(twin.calibration_queries for twin in twins)
+        self.n_device_queries_ += self.n_calibration_queries_
+        return twins
+
+    def _fit_on_twins(self, twins, X, y, sample_weight, validation, start):
+        """Train on the calibrated twins (no device query), then put the network back on the
+        devices and fine-tune in situ for ``fine_tune_iter`` epochs; ``fit_time_`` counts from
+        ``start``, the calibration's."""
+        with contextlib.ExitStack() as stack:
+            for layer, twin in zip(self._device_layers(), twins, strict=True):
+                stack.enter_context(layer.using(twin))
+            self._run(X, y, sample_weight, int(self.max_iter), validation=validation,
+                      schedule=True, start=start)
+        if self.fine_tune_iter:
+            # Gentler than the first phase: the twin's network only needs its last errors
+            # corrected (at full rates 3 epochs dropped digits 0.978 -> 0.960).
+            self._run(X, y, sample_weight, int(self.fine_tune_iter), validation=validation,
+                      schedule=True, start=start, rate_factor=FINE_TUNE_LR_FACTOR)
 
     def _validated_inputs(self, X, y="no_validation", reset=False, **options):
         """``validate_data``, then refuse values that overflow float32 (the network's dtype)."""
@@ -548,21 +626,28 @@ _PARAMETERS_DOC = """
         Widths of the hidden layers.
     activation : {"relu", "tanh", "logistic", "identity", "sin"}, default="relu"
         Activation after each hidden layer.
-    physical_layer : {"mzi", "mrr", "slm"}, BlackBox or None, default="mzi"
-        The device in the network: a simulated MZI mesh, microring bank or SLM, an instance of
-        any :class:`~hybridnet.physical.BlackBox` (``FunctionBlackBox`` for a real device), or
-        None for the all-digital network.
+    physical_layer : {"mzi", "mrr", "slm", "usv"}, BlackBox or None, default="mzi"
+        The device in the network: a simulated MZI mesh (a unitary), microring bank, SLM or
+        U Sigma V MZI device (a general matrix, :class:`~hybridnet.physical.USVMesh`), an
+        instance of any :class:`~hybridnet.physical.BlackBox` (``FunctionBlackBox`` for a real
+        device), or None for the all-digital network.
     physical_positions : sequence of int, optional
         Which linear maps are devices, from 0 (input map) to ``len(hidden_layer_sizes)``
         (output map). Default: every map between two hidden layers.
     device_options : dict, optional
         Keyword arguments of the device class: non-idealities such as ``phase_bits``,
         ``phase_noise``, ``crosstalk``, ``detector_noise``, ``fabrication_error``.
-    training : {"surrogate", "backprop", "bp_free"}, default="surrogate"
+    training : {"surrogate", "backprop", "bp_free", "calibrated_twin"}, default="surrogate"
         "surrogate" trains the devices in situ from queries (low-rank surrogate plus
         zeroth-order updates); "backprop" is the digital twin, exact autograd through the
         simulator; "bp_free" trains the whole network without back-propagation (zeroth-order
-        estimates of every parameter's gradient, see ``zo_estimator``).
+        estimates of every parameter's gradient, see ``zo_estimator``); "calibrated_twin"
+        measures each device with ``calibration_queries`` queries, fits its twin's hidden
+        state (phase offsets, MZI losses; :func:`hybridnet.calibrate`), trains ``max_iter``
+        epochs by autograd through the calibrated twins (no device query), then fine-tunes
+        ``fine_tune_iter`` epochs in situ; the fitted network runs on the devices. It needs
+        devices with a ``nominal_twin()`` (the simulated ones). Continued training
+        (``warm_start``, ``partial_fit``) is in situ.
     surrogate_rank : int, optional
         Rank of each device's surrogate; default half the narrowest hidden layer.
     surrogate_probes : int, optional
@@ -570,8 +655,9 @@ _PARAMETERS_DOC = """
     surrogate_update_every : int, default=4
         Update each surrogate only every this many training steps (input gradients in between
         use a surrogate up to k - 1 steps old), for (k - 1) / k fewer surrogate queries.
-    surrogate_rebuild_every : int, optional
-        Rebuild each surrogate from scratch every this many steps; None never does.
+    surrogate_rebuild_every : int or None, default=10
+        Rebuild each integrator-updated surrogate from scratch every this many updates, which
+        bounds its drift; None never does. See :class:`~hybridnet.BlackBoxLayer`.
     surrogate_update : {"auto", "psi", "requery"}, default="auto"
         How each surrogate follows its device after a step: the projector-splitting integrator
         (``2 (rank + probes)`` queries), a full re-query of the matrix (``in_features``
@@ -586,8 +672,12 @@ _PARAMETERS_DOC = """
         (``switched_at_`` records the switch epoch).
     zo_samples : int, default=10
         Random directions per step.
-    zo_smoothing : float, default=1e-3
-        Finite-difference step of the zeroth-order estimates.
+    zo_smoothing : float or "auto", default="auto"
+        Finite-difference step of the zeroth-order estimates. "auto" derives each device's step
+        from its declared phase quantization and noise
+        (:func:`~hybridnet.layers.auto_smoothing`: 1e-3 on a clean device, about one DAC level
+        on a quantized one, larger under noise); ``training="bp_free"`` takes the largest of
+        the network's devices, 1e-3 without devices.
     zo_update : {"auto", "sgd", "adam"}, default="auto"
         How ``training="bp_free"`` turns the estimate into a step: SGD with heavy-ball
         momentum 0.9, or Adam. "auto": the paper's SGD with momentum for
@@ -600,6 +690,11 @@ _PARAMETERS_DOC = """
     tt_rank : int, optional
         Make the digital linear maps :class:`~hybridnet.TTLinear` of this rank; None keeps
         them dense.
+    calibration_queries : int, optional
+        Device queries per device for ``training="calibrated_twin"``'s calibration; default
+        8 x the device's input width (the whole matrix at 8 parameter settings).
+    fine_tune_iter : int, default=0
+        Epochs of in-situ training after the twin phase of ``training="calibrated_twin"``.
     learning_rate : float, default=3e-3
         Adam learning rate of the digital parameters.
     device_learning_rate : float, default=1e-2
@@ -667,6 +762,9 @@ _ATTRIBUTES_DOC = """
     n_device_queries_ : int
         Black-box queries made during training (forward, surrogate and zeroth-order), summed
         over ``partial_fit`` calls and warm-started fits; predictions are not counted.
+    n_calibration_queries_ : int
+        Of ``n_device_queries_``, those spent calibrating twins (``training="calibrated_twin"``;
+        0 otherwise).
     n_device_retries_ : int
         Failed device calls that were retried during training (summed likewise).
     history_ : History

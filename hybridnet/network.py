@@ -13,10 +13,10 @@ from torch import nn
 
 from ._random import spawn_seeds
 from .layers import BlackBoxLayer
-from .physical import SLM, BlackBox, MRRBank, MZIMesh
+from .physical import SLM, BlackBox, MRRBank, MZIMesh, USVMesh
 from .tt_linear import TTLinear
 
-DEVICES = {"mzi": MZIMesh, "mrr": MRRBank, "slm": SLM}
+DEVICES = {"mzi": MZIMesh, "mrr": MRRBank, "slm": SLM, "usv": USVMesh}
 
 
 class Sine(nn.Module):
@@ -36,7 +36,7 @@ def default_physical_positions(n_maps):
 
 
 def make_device(spec, in_features, out_features, options, seed):
-    """A black box for one position from a name ("mzi", "mrr", "slm") or an instance."""
+    """A black box for one position from a name ("mzi", "mrr", "slm", "usv") or an instance."""
     if isinstance(spec, BlackBox):
         if (spec.in_features, spec.out_features) != (in_features, out_features):
             raise ValueError(f"physical_layer {spec.name} maps {spec.in_features} -> "
@@ -60,7 +60,7 @@ def build_mlp(n_inputs, n_outputs, hidden_layer_sizes=(64, 64), activation="relu
         Widths of the hidden layers.
     activation : {"relu", "tanh", "logistic", "identity", "sin"}, default="relu"
         Activation after every hidden layer.
-    physical_layer : {"mzi", "mrr", "slm"} or BlackBox, optional
+    physical_layer : {"mzi", "mrr", "slm", "usv"} or BlackBox, optional
         Device kind, or a device instance (copied; its shape must fit its position). None
         builds an all-digital network.
     physical_positions : sequence of int, optional

@@ -45,8 +45,9 @@ _FITTED_BY_CLASS = {
     "HybridNetRegressor": ("n_outputs_", "_y_mean", "_y_scale", "_single_output"),
     "PINNSolver": ("n_network_evaluations_", "loss_weights_", "parameters_", "n_lbfgs_iter_"),
 }
-_FITTED_HYBRID = ("best_loss_", "validation_scores_", "n_device_queries_", "n_device_retries_",
-                  "n_loss_evaluations_", "switched_at_", "_stream_seeds")
+_FITTED_HYBRID = ("best_loss_", "validation_scores_", "n_device_queries_",
+                  "n_calibration_queries_", "n_device_retries_", "n_loss_evaluations_",
+                  "switched_at_", "_stream_seeds")
 _SIMPLE = (bool, int, float, str, type(None))
 
 

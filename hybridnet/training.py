@@ -213,8 +213,9 @@ class ProgressBar(Callback):
 
 
 def count_device_queries(module):
-    """Total queries served by the devices of every BlackBoxLayer in ``module``."""
-    return sum(layer.black_box.n_queries for layer in module.modules()
+    """Total queries served by the devices of every BlackBoxLayer in ``module`` (a twin that a
+    layer is :meth:`~hybridnet.BlackBoxLayer.using` is not a device)."""
+    return sum(layer.device_queries() for layer in module.modules()
                if isinstance(layer, BlackBoxLayer))
 
 

@@ -1,5 +1,6 @@
 """BlackBoxLayer: gradients, query accounting, baselines, faults and persistence."""
 
+import math
 import pickle
 
 import numpy as np
@@ -10,7 +11,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from hybridnet import BlackBoxLayer
-from hybridnet.layers import detect_linearity
+from hybridnet.layers import auto_smoothing, detect_linearity
 from hybridnet.physical import SLM, BlackBoxError, FunctionBlackBox, MRRBank, MZIMesh
 
 
@@ -360,3 +361,65 @@ def test_pickle_and_state_dict_round_trips():
     fresh.load_state_dict(layer.state_dict())
     with torch.no_grad():
         torch.testing.assert_close(fresh(x), layer(x))
+
+
+# ----------------------------------------------------------------------------- zo_smoothing="auto"
+
+@pytest.mark.parametrize(("device", "expected"), [
+    (MZIMesh(8, 8), 1e-3),                                   # clean: the floor
+    (MZIMesh(8, 8, phase_bits=8), 2 * math.pi / 256),        # one DAC level
+    (MZIMesh(8, 8, phase_bits=4), 0.1),                      # one level, capped by curvature
+    (SLM(8, 8, phase_bits=4), 2 * math.pi / 16),             # the SLM's cap is 0.4
+    (MRRBank(8, 8, detector_noise=0.01), 0.3 * math.sqrt(0.01)),
+    (SLM(8, 8, phase_noise=0.02), 3 * 0.02),
+    (MRRBank(8, 8, phase_bits=8, detector_noise=0.1), 0.3 * math.sqrt(0.1)),  # the largest
+    (FunctionBlackBox(lambda x, p: x, 8, 8, init_params=np.zeros(1)), 1e-3),  # declares nothing
+])
+def test_auto_smoothing_rule(device, expected):
+    assert auto_smoothing(device) == pytest.approx(expected)
+    layer = BlackBoxLayer(device, seed=0)
+    assert layer.zo_smoothing == pytest.approx(expected)
+    assert layer.input_smoothing == pytest.approx(
+        max(1e-3, 0.3 * math.sqrt(device.output_noise)))
+
+
+def mean_cosine(make, zo_smoothing, repeats=12):
+    """Mean cosine of the layer's ZO parameter gradient with the ideal device's gradient."""
+    cosines = []
+    for seed in range(repeats):
+        g = torch.Generator().manual_seed(seed)
+        device = make(seed)
+        ideal = type(device)(16, 16, seed=seed)
+        layer = BlackBoxLayer(device, zo_smoothing=zo_smoothing, batch_compression=False,
+                              seed=seed)
+        x, grad_output = torch.randn(32, 16, generator=g), torch.randn(32, 16, generator=g)
+        (layer(x) * grad_output).sum().backward()
+        point = layer.params.detach().clone().requires_grad_(True)
+        (ideal(x, point) * grad_output).sum().backward()
+        cosines.append(torch.nn.functional.cosine_similarity(layer.params.grad, point.grad, 0))
+    return float(torch.stack(cosines).mean())
+
+
+@pytest.mark.parametrize("make", [
+    lambda seed: MZIMesh(16, 16, phase_bits=6, seed=seed),
+    lambda seed: MRRBank(16, 16, detector_noise=0.03, seed=seed),
+    lambda seed: SLM(16, 16, phase_bits=4, detector_noise=0.01, seed=seed),
+])
+def test_auto_smoothing_beats_the_old_default_on_quantized_and_noisy_devices(make):
+    auto, old = mean_cosine(make, "auto"), mean_cosine(make, 1e-3)
+    assert auto > 2 * old
+    assert auto > 0.1
+
+
+def test_integrator_surrogate_is_rebuilt_every_ten_updates_by_default():
+    layer = BlackBoxLayer(MRRBank(128, 128, seed=0), surrogate_rank=10,
+                          surrogate_update_every=1, seed=0)
+    assert not layer.surrogate.requeries  # 128 > 2 (10 + 32): the integrator
+    x = torch.randn(4, 128, requires_grad=True)
+    for _ in range(30):  # the build, then 29 updates; the last call makes the 30th
+        layer(x)
+        with torch.no_grad():
+            layer.params.add_(0.01)
+    layer(x)
+    assert layer.surrogate.n_updates == 30
+    assert layer.surrogate.n_rebuilds == 1 + 3

@@ -26,8 +26,9 @@ def ref_mzi(theta, phi):
                                                     [c1 + 1j * c2, s1 - 1j * s2]])
 
 
-def ref_unitary(phases, n_modes):
-    """Clements mesh built the slow way: one embedded N x N matrix per MZI, applied in order."""
+def ref_unitary(phases, n_modes, losses_db=None):
+    """Clements mesh built the slow way: one embedded N x N matrix per MZI, applied in order,
+    each MZI scaled by its amplitude transmission 10^(-loss/20)."""
     phases = np.asarray(phases, dtype=np.float64)
     n_mzi = n_modes * (n_modes - 1) // 2
     assert phases.shape == (2 * n_mzi,)
@@ -38,18 +39,19 @@ def ref_unitary(phases, n_modes):
         for first in (0, 1):  # even column on (0,1),(2,3)...; odd column on (1,2),(3,4)...
             for top in range(first, n_modes - 1, 2):
                 e = np.eye(n_modes, dtype=np.complex128)
-                e[top:top + 2, top:top + 2] = ref_mzi(thetas[k], phis[k])
+                amplitude = 1.0 if losses_db is None else 10 ** (-losses_db[k] / 20)
+                e[top:top + 2, top:top + 2] = amplitude * ref_mzi(thetas[k], phis[k])
                 u = e @ u
                 k += 1
     assert k == n_mzi
     return u
 
 
-def ref_mesh(x, phases, n_in, n_out, output="real"):
+def ref_mesh(x, phases, n_in, n_out, output="real", losses_db=None):
     """y = Re(U x_padded)[:m] (or |U x|^2) for x (batch, n), one phase vector."""
     n_modes = max(n_in, n_out)
     n_modes += n_modes % 2
-    u = ref_unitary(phases, n_modes)
+    u = ref_unitary(phases, n_modes, losses_db)
     x = np.asarray(x, dtype=np.float64)
     padded = np.zeros((x.shape[0], n_modes))
     padded[:, :n_in] = x
@@ -68,12 +70,37 @@ def ref_slm(x, phases, n_in, n_out):
     return np.asarray(x, dtype=np.float64) @ w.T / np.sqrt(n_in)
 
 
-def ref_crosstalk(phases, c):
+def ref_grid_pairs(rows, columns):
+    """Heaters of a rows x columns grid (row by row) next to each other: left-right, up-down."""
+    pairs = []
+    for r in range(rows):
+        for k in range(columns):
+            if k + 1 < columns:
+                pairs.append((r * columns + k, r * columns + k + 1))
+            if r + 1 < rows:
+                pairs.append((r * columns + k, (r + 1) * columns + k))
+    return pairs
+
+
+def ref_mzi_pairs(n_modes):
+    """Vertically adjacent MZIs of each Clements column, for the thetas and for the phis."""
+    n_mzi = n_modes * (n_modes - 1) // 2
+    pairs, k = [], 0
+    for _ in range(n_modes // 2):
+        for first in (0, 1):
+            column = list(range(k, k + len(range(first, n_modes - 1, 2))))
+            pairs += [(a, a + 1) for a in column[:-1]]
+            k += len(column)
+    return pairs + [(a + n_mzi, b + n_mzi) for a, b in pairs]
+
+
+def ref_crosstalk(phases, c, pairs):
+    """phases + c * (adjacency of ``pairs``) phases, per setting."""
     phases = np.asarray(phases, dtype=np.float64)
-    leak = np.zeros_like(phases)
-    leak[..., 1:] += phases[..., :-1]
-    leak[..., :-1] += phases[..., 1:]
-    return phases + c * leak
+    adjacency = np.zeros((phases.shape[-1], phases.shape[-1]))
+    for a, b in pairs:
+        adjacency[a, b] = adjacency[b, a] = 1
+    return phases + c * phases @ adjacency
 
 
 def ref_quantize(phases, bits):
@@ -327,7 +354,7 @@ def test_crosstalk_slm_per_setting():
     x = g.normal(size=(6, 4))
     y = slm(t64(x), t64(params)).numpy()
     for k in range(3):  # leaks only between neighbours of the same setting
-        expected = ref_slm(x, ref_crosstalk(params[k], c), 4, 3)
+        expected = ref_slm(x, ref_crosstalk(params[k], c, ref_grid_pairs(3, 4)), 4, 3)
         np.testing.assert_allclose(y[k], expected, atol=1e-12)
 
 
@@ -349,7 +376,73 @@ def test_crosstalk_mzi():
     params = g.uniform(0, TWO_PI, mesh.n_params)
     x = g.normal(size=(3, 4))
     y = mesh(t64(x), t64(params)).numpy()
-    np.testing.assert_allclose(y, ref_mesh(x, ref_crosstalk(params, c), 4, 4), atol=1e-10)
+    np.testing.assert_allclose(y, ref_mesh(x, ref_crosstalk(params, c, ref_mzi_pairs(4)), 4, 4),
+                               atol=1e-10)
+
+
+def test_insertion_loss_of_one_mzi_scales_its_transfer_matrix():
+    mesh = MZIMesh(2, 2, insertion_loss=0.5, seed=0)
+    theta, phi = 0.7, -1.3
+    x = np.eye(2)
+    y = mesh(t64(x), t64([theta, phi])).numpy()
+    np.testing.assert_allclose(y, (10 ** (-0.5 / 20) * ref_mzi(theta, phi)).real.T, atol=1e-12)
+
+
+@pytest.mark.parametrize("batch", [3, 9])  # column by column, and through U
+def test_insertion_losses_per_mzi_match_reference(batch):
+    mesh = MZIMesh(5, 6, insertion_loss=0.3, insertion_loss_std=0.1, seed=4)
+    losses = mesh.insertion_losses.double().numpy()
+    assert losses.shape == (15,) and (losses >= 0).all() and np.ptp(losses) > 0
+    g = rng(22)
+    params = g.uniform(0, TWO_PI, (2, mesh.n_params))
+    x = g.normal(size=(batch, 5))
+    y = mesh(t64(x), t64(params)).numpy()
+    for k in range(2):
+        np.testing.assert_allclose(y[k], ref_mesh(x, params[k], 5, 6, losses_db=losses),
+                                   atol=1e-10)
+    # one setting (the memoized U) as well
+    np.testing.assert_allclose(mesh(t64(x), t64(params[0])).numpy(),
+                               ref_mesh(x, params[0], 5, 6, losses_db=losses), atol=1e-10)
+
+
+def test_losses_leave_the_phase_offsets_unchanged_and_the_twin_is_nominal():
+    lossless = MZIMesh(6, 6, fabrication_error=0.2, seed=7)
+    lossy = MZIMesh(6, 6, fabrication_error=0.2, insertion_loss=0.2, insertion_loss_std=0.05,
+                    detector_noise=0.01, seed=7)
+    assert torch.equal(lossless.fabrication_offsets, lossy.fabrication_offsets)
+    twin = lossy.nominal_twin()
+    assert bool((twin.fabrication_offsets == 0).all())
+    assert bool((twin.insertion_losses == 0.2).all())
+    assert (twin.detector_noise, twin.fabrication_error, twin.crosstalk) == (0.0, 0.0, 0.0)
+    assert bool((lossy.insertion_losses != 0.2).any())  # the chip keeps its own state
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    # 4 modes: columns {0, 1}, {2}, {3, 4}, {5} of MZIs; the phis follow at 6..11.
+    (lambda: MZIMesh(4, 4), [(0, 1), (3, 4), (6, 7), (9, 10)]),
+    # 2 x 3 grid 0 1 2 / 3 4 5: no leak from 2 into 3 across the row's end.
+    (lambda: MRRBank(3, 2), [(0, 1), (1, 2), (3, 4), (4, 5), (0, 3), (1, 4), (2, 5)]),
+    (lambda: SLM(3, 2), [(0, 1), (1, 2), (3, 4), (4, 5), (0, 3), (1, 4), (2, 5)]),
+])
+def test_heater_neighbours_follow_the_layout(make, expected):
+    pairs = {tuple(sorted(pair)) for pair in make().heater_neighbours().tolist()}
+    assert pairs == set(expected)
+
+
+@pytest.mark.parametrize("n_modes", [2, 6, 8])
+def test_mzi_neighbours_match_the_column_reference(n_modes):
+    pairs = {tuple(pair) for pair in MZIMesh(n_modes, n_modes).heater_neighbours().tolist()}
+    assert pairs == set(ref_mzi_pairs(n_modes))
+
+
+def test_crosstalk_mrr_grid_matches_reference():
+    c = 0.08
+    bank = MRRBank(4, 3, crosstalk=c, seed=0)
+    g = rng(21)
+    params = g.uniform(0, 1, 12)
+    x = g.normal(size=(5, 4))
+    weights = ref_mrr_weight(ref_crosstalk(params, c, ref_grid_pairs(3, 4))).reshape(3, 4)
+    np.testing.assert_allclose(bank(t64(x), t64(params)).numpy(), x @ weights.T, atol=1e-12)
 
 
 def test_quantise_then_crosstalk_then_fabrication_order():
@@ -359,7 +452,8 @@ def test_quantise_then_crosstalk_then_fabrication_order():
     g = rng(14)
     params = g.uniform(0, TWO_PI, 12)
     x = g.normal(size=(5, 4))
-    expected = ref_slm(x, ref_crosstalk(ref_quantize(params, bits), c) + offsets, 4, 3)
+    applied = ref_crosstalk(ref_quantize(params, bits), c, ref_grid_pairs(3, 4)) + offsets
+    expected = ref_slm(x, applied, 4, 3)
     np.testing.assert_allclose(slm(t64(x), t64(params)).numpy(), expected, atol=1e-6)
 
 

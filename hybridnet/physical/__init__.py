@@ -11,6 +11,8 @@ from .mrr import MRRBank
 from .mzi import MZIMesh
 from .photonic import PhotonicDevice
 from .slm import SLM
+from .usv import USVMesh
 
 __all__ = ["SLM", "BlackBox", "BlackBoxError", "DeviceTimeoutError", "FaultyBlackBox",
-           "FunctionBlackBox", "MRRBank", "MZIMesh", "PhotonicDevice", "TransientDeviceError"]
+           "FunctionBlackBox", "MRRBank", "MZIMesh", "PhotonicDevice", "TransientDeviceError",
+           "USVMesh"]

@@ -9,8 +9,10 @@ perturbations of a step in one request. Simulated devices answer such a request 
 vectorised computation; a real device driver answers it one setting at a time.
 
 The engine relies on nothing else: ``in_features``, ``out_features``, ``n_params``,
-``initial_params``, calling the box, the flags ``linear`` and ``differentiable``, and the
-counters ``n_queries`` (input vectors served) and ``n_calls`` (device invocations).
+``initial_params``, calling the box, the flags ``linear`` and ``differentiable``, the
+counters ``n_queries`` (input vectors served) and ``n_calls`` (device invocations), and the
+declared non-idealities ``parameter_resolution``, ``parameter_noise``, ``output_noise`` and
+``max_smoothing``, from which ``zo_smoothing="auto"`` picks the zeroth-order step.
 """
 
 import abc
@@ -58,10 +60,24 @@ class BlackBox(nn.Module, abc.ABC):
     differentiable : bool
         True when autograd can differentiate the box's output with respect to ``params`` (only
         simulators); needed for ``BlackBoxLayer(training="backprop")``.
+    parameter_resolution : float or None
+        The smallest parameter change the device resolves (one DAC level), None when
+        continuous.
+    parameter_noise : float
+        Std of the random error added to the parameters on every call (0 when none).
+    output_noise : float
+        Relative std of the noise on the outputs (0 when none).
+    max_smoothing : float or None
+        The largest zeroth-order step before the device's response bends enough to spoil the
+        estimate (its parameters' curvature scale); None when unknown.
     """
 
     linear = True
     differentiable = True
+    parameter_resolution = None
+    parameter_noise = 0.0
+    output_noise = 0.0
+    max_smoothing = None
 
     def __init__(self, in_features, out_features, n_params, *, name=None):
         super().__init__()

@@ -144,6 +144,10 @@ class FaultyBlackBox(BlackBox):
         """The wrapped device's initial parameters."""
         return self.device.initial_params(generator)
 
+    def nominal_twin(self):
+        """The wrapped device's nominal twin: the faults are the bench's, not the design's."""
+        return self.device.nominal_twin()
+
     def _calls_for(self, n_settings):
         return self.device._calls_for(n_settings)
 

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from .photonic import PhotonicDevice, linear_transfer
+from .photonic import PhotonicDevice, grid_neighbours, linear_transfer
 
 
 class MRRBank(PhotonicDevice):
@@ -37,6 +37,10 @@ class MRRBank(PhotonicDevice):
     torch.Size([2, 3])
     """
 
+    # Beyond 0.1 rad the cosine of an RGE estimate with the gradient falls on a 64-wide
+    # bank (benchmarks/zo_smoothing.py).
+    max_smoothing = 0.1
+
     def __init__(self, in_features, out_features, *, loss=0.8, coupling=0.9, **options):
         super().__init__(in_features, out_features, in_features * out_features, **options)
         for arg, value in (("loss", loss), ("coupling", coupling)):
@@ -49,6 +53,12 @@ class MRRBank(PhotonicDevice):
         """Detunings uniform in (0.01, pi/4)."""
         u = torch.rand(self.n_params, generator=generator)
         return 0.01 + (math.pi / 4 - 0.01) * u
+
+    def heater_neighbours(self):
+        """The rings form an ``out_features x in_features`` grid, one bank of ``in_features``
+        rings along a bus waveguide per output and the banks side by side: each heater's
+        neighbours are the ones left, right, above and below it, never across a row's end."""
+        return grid_neighbours(self.out_features, self.in_features)
 
     def transfer_matrix(self, phases):
         """Ideal matrices (settings, out_features, in_features) for applied ``phases``."""

@@ -4,7 +4,8 @@ import math
 
 import torch
 
-from .photonic import PhotonicDevice
+from .._random import make_generator
+from .photonic import PhotonicDevice, _check_nonnegative
 
 OUTPUTS = ("real", "intensity")
 # Widest mesh whose unitary is built as a tree of matrix products, and the most complex numbers
@@ -37,6 +38,11 @@ class MZIMesh(PhotonicDevice):
     ``n_params = N^2 - N``. The parameters are all thetas (column by column, top to bottom),
     then all phis in the same order.
 
+    Each MZI passes its light with amplitude ``10^(-L/20)`` for its insertion loss L (dB); the
+    losses vary from MZI to MZI around ``insertion_loss`` (std ``insertion_loss_std``, drawn
+    once with the fabrication offsets), so a lossy U is no longer unitary. Modes 1 .. N-2
+    cross N MZIs, the edge modes 0 and N-1 (which skip the odd columns) N/2.
+
     Parameters
     ----------
     in_features : int
@@ -46,8 +52,18 @@ class MZIMesh(PhotonicDevice):
     output : {"real", "intensity"}, default="real"
         "real" reads the real part of the field (coherent detection, linear in x);
         "intensity" reads ``|U x|^2`` (photodetection, not linear in x).
+    insertion_loss : float, default=0
+        Mean insertion loss of one MZI, in dB (real MZIs lose 0.1-0.5 dB).
+    insertion_loss_std : float, default=0
+        Std (dB) of the per-MZI loss around the mean, a fabrication spread (losses are clipped
+        at 0 dB).
     **options
         Non-idealities and seed, see :class:`~hybridnet.physical.photonic.PhotonicDevice`.
+
+    Attributes
+    ----------
+    insertion_losses : torch.Tensor
+        The loss of every MZI in dB, (n_params / 2,), in the order of the thetas (a buffer).
 
     Examples
     --------
@@ -60,7 +76,12 @@ class MZIMesh(PhotonicDevice):
     torch.Size([2, 4])
     """
 
-    def __init__(self, in_features, out_features, *, output="real", **options):
+    # Beyond 0.1 rad the cosine of an RGE estimate with the gradient falls on a 64-wide
+    # mesh (benchmarks/zo_smoothing.py).
+    max_smoothing = 0.1
+
+    def __init__(self, in_features, out_features, *, output="real", insertion_loss=0.0,
+                 insertion_loss_std=0.0, **options):
         n_modes = max(in_features, out_features)
         n_modes += n_modes % 2
         super().__init__(in_features, out_features, n_modes * n_modes - n_modes, **options)
@@ -69,7 +90,38 @@ class MZIMesh(PhotonicDevice):
         self.output = output
         self.linear = output == "real"
         self.n_modes = n_modes
+        self.insertion_loss = _check_nonnegative("insertion_loss", insertion_loss)
+        self.insertion_loss_std = _check_nonnegative("insertion_loss_std", insertion_loss_std)
+        spread = torch.randn(self.n_params // 2, generator=make_generator(self._chip_state_seed))
+        losses = (self.insertion_loss + self.insertion_loss_std * spread).clamp(min=0)
+        self.register_buffer("insertion_losses", losses)
         self._unitary_memo = None
+
+    def heater_neighbours(self):
+        """Heaters next to each other on the chip: within one column of MZIs, the theta heaters
+        of two vertically adjacent MZIs, and their phi heaters (the columns are an MZI length
+        apart, the MZIs of a column one waveguide pitch). Nothing leaks from one column into the
+        next, nor from the last theta into the first phi as the parameter order would have it.
+        """
+        half, n_mzi = self.n_modes // 2, self.n_params // 2
+        repetitions = torch.arange(half)[:, None] * (2 * half - 1)
+        even = repetitions + torch.arange(half - 1)            # MZI k and k + 1 of an even column
+        odd = repetitions + half + torch.arange(max(half - 2, 0))  # ... and of an odd column
+        first = torch.cat([even.flatten(), odd.flatten()])
+        thetas = torch.stack([first, first + 1], 1)
+        return torch.cat([thetas, thetas + n_mzi])
+
+    def nominal_twin(self):
+        """A noise-free copy of the design with zero phase offsets and every MZI at the nominal
+        ``insertion_loss``; see :meth:`PhotonicDevice.nominal_twin`."""
+        twin = super().nominal_twin()
+        twin.insertion_loss_std = 0.0
+        twin.insertion_losses.fill_(self.insertion_loss)
+        return twin
+
+    def calibration_buffers(self):
+        """The phase offsets and the per-MZI losses."""
+        return ["fabrication_offsets", "insertion_losses"]
 
     def initial_params(self, generator=None):
         """Phases ~ N(pi/2, 1/sqrt(N))."""
@@ -81,6 +133,9 @@ class MZIMesh(PhotonicDevice):
         half = self.n_modes // 2
         n_mzi = self.n_params // 2
         blocks = mzi_transfer(phases[:, :n_mzi], phases[:, n_mzi:])  # (settings, n_mzi, 2, 2)
+        if bool(self.insertion_losses.any()):
+            amplitude = 10 ** (-self.insertion_losses.to(phases.dtype) / 20)
+            blocks = blocks * amplitude[:, None, None]
         per_repetition = blocks.reshape(phases.shape[0], half, 2 * half - 1, 2, 2)
         return per_repetition[:, :, :half], per_repetition[:, :, half:]
 
@@ -154,29 +209,38 @@ class MZIMesh(PhotonicDevice):
         In-situ training queries the device several times at the same phases (the forward
         pass, then the surrogate's probes), so the simulator builds U once and answers the rest
         by a matrix product. A simulator shortcut only: every query is still counted. Phases
-        that autograd is recording (the digital twin) are never memoized; the in-situ forward
-        pass runs inside an autograd Function, with recording off, and is.
+        or losses that autograd is recording (the digital twin, calibration) are never
+        memoized; the in-situ forward pass runs inside an autograd Function, with recording
+        off, and is.
         """
-        if phases.requires_grad and torch.is_grad_enabled():
+        memo, losses = self._unitary_memo, self.insertion_losses
+        if torch.is_grad_enabled() and (phases.requires_grad or losses.requires_grad):
             return self.unitary(phases)
-        memo = self._unitary_memo
-        if (memo is not None and memo[0].dtype == phases.dtype
+        # The losses are part of the key: calibration changes them in place (hence _version).
+        losses_key = (id(losses), losses._version)
+        if (memo is not None and memo[0].dtype == phases.dtype and memo[2] == losses_key
                 and memo[0].device == phases.device and torch.equal(memo[0], phases)):
             return memo[1]
         unitary = self.unitary(phases)
-        self._unitary_memo = (phases.clone(), unitary)
+        self._unitary_memo = (phases.clone(), unitary, losses_key)
         return unitary
 
+    def propagate(self, field, phases):
+        """Send complex fields (settings, batch, N) through the mesh at applied ``phases``.
+
+        One setting uses the memoized U, a batch wider than the mesh builds U per setting
+        (cheaper than pushing every input through the columns), the rest propagate column by
+        column.
+        """
+        n_settings, batch, _ = field.shape
+        if n_settings == 1:
+            return field @ self._memoized_unitary(phases).transpose(1, 2)
+        if batch > self.n_modes:
+            return field @ self.unitary(phases).transpose(1, 2)
+        return self._propagate(field, phases)
+
     def _transfer(self, x, phases):
-        n_settings, batch, _ = x.shape
         padded = torch.nn.functional.pad(x, (0, self.n_modes - self.in_features))
         field = padded.to(torch.promote_types(padded.dtype, torch.complex64))
-        if n_settings == 1:
-            field = field @ self._memoized_unitary(phases).transpose(1, 2)
-        elif batch > self.n_modes:
-            # Cheaper to build U once per setting than to push every input through the columns.
-            field = field @ self.unitary(phases).transpose(1, 2)
-        else:
-            field = self._propagate(field, phases)
-        field = field[:, :, :self.out_features]
+        field = self.propagate(field, phases)[:, :, :self.out_features]
         return field.real if self.output == "real" else field.abs() ** 2

@@ -4,8 +4,9 @@ A phase-programmed device turns the commanded phases ``w`` into the phases it re
 in the order the hardware does:
 
 1. phase quantization: the DAC resolves ``phase_bits`` bits over one period (2 pi);
-2. thermal crosstalk: each heater leaks ``crosstalk`` of its phase into its two neighbours in
-   the parameter order (``phi_eff = C phi`` with C tridiagonal, ones on the diagonal);
+2. thermal crosstalk: each heater leaks ``crosstalk`` of its phase into each heater next to it
+   on the chip (``phi_eff = C phi``, C = I + crosstalk x the adjacency matrix of the layout);
+   every device documents its layout in :meth:`PhotonicDevice.heater_neighbours`;
 3. static fabrication error: a fixed random offset per phase (std ``fabrication_error`` rad),
    drawn once from ``seed`` and unknown to the trainer;
 4. phase noise: fresh Gaussian noise (std ``phase_noise`` rad) for every device call;
@@ -18,6 +19,7 @@ Quantization uses a straight-through estimator so that the digital-twin baseline
 """
 
 import abc
+import copy
 import math
 import numbers
 
@@ -46,7 +48,8 @@ class PhotonicDevice(BlackBox):
     phase_noise : float, default=0
         Std (rad) of random phase noise drawn afresh for every call.
     crosstalk : float, default=0
-        Fraction of each heater's phase leaking into its two neighbours.
+        Fraction of each heater's phase leaking into each of its neighbours on the chip (see
+        :meth:`heater_neighbours`).
     detector_noise : float, default=0
         Relative std of multiplicative output noise.
     fabrication_error : float, default=0
@@ -71,11 +74,68 @@ class PhotonicDevice(BlackBox):
         self.fabrication_error = _check_nonnegative("fabrication_error", fabrication_error)
         self.seed = seed
         # Two streams: the static offsets are a property of the chip, the noise of each call.
-        fabrication_seed, noise_seed = spawn_seeds(seed, 2)
+        # A third for the rest of a subclass's hidden chip state (an MZI mesh's losses), so that
+        # adding it leaves the offsets unchanged (spawn(3) begins with the children of spawn(2)).
+        fabrication_seed, noise_seed, self._chip_state_seed = spawn_seeds(seed, 3)
         self._generator = make_generator(noise_seed)
         offsets = torch.randn(n_params, generator=make_generator(fabrication_seed))
         offsets *= self.fabrication_error
         self.register_buffer("fabrication_offsets", offsets)
+
+    @property
+    def parameter_resolution(self):
+        """One DAC level, ``2 pi / 2**phase_bits`` rad, or None for a continuous DAC."""
+        return None if self.phase_bits is None else 2 * math.pi / 2**self.phase_bits
+
+    @property
+    def parameter_noise(self):
+        """``phase_noise``."""
+        return self.phase_noise
+
+    @property
+    def output_noise(self):
+        """``detector_noise``."""
+        return self.detector_noise
+
+    def heater_neighbours(self):
+        """Pairs of parameters whose heaters sit next to each other on the chip.
+
+        The base class assumes one row of heaters in parameter order; devices with another
+        layout override this.
+
+        Returns
+        -------
+        torch.Tensor
+            (n_pairs, 2) int64, each unordered pair once.
+        """
+        return chain_neighbours(self.n_params)
+
+    def _neighbours(self):
+        if getattr(self, "_neighbour_cache", None) is None:
+            self._neighbour_cache = self.heater_neighbours()
+        return self._neighbour_cache
+
+    def nominal_twin(self):
+        """A noise-free copy of the design: what a simulator knows of this chip.
+
+        The copy keeps the design (shape, phase DAC, crosstalk, nominal losses) and drops what
+        differs from chip to chip or from call to call: the fabrication offsets are zero, and
+        phase and detector noise are off. :func:`hybridnet.calibrate` fits the hidden part back
+        from queries.
+
+        Returns
+        -------
+        PhotonicDevice
+        """
+        twin = copy.deepcopy(self)
+        twin.fabrication_error = twin.phase_noise = twin.detector_noise = 0.0
+        twin.fabrication_offsets.zero_()
+        twin.reset_counters()
+        return twin
+
+    def calibration_buffers(self):
+        """Names of the buffers :func:`hybridnet.calibrate` fits: the hidden chip state."""
+        return ["fabrication_offsets"]
 
     @abc.abstractmethod
     def _transfer(self, x, phases):
@@ -85,16 +145,17 @@ class PhotonicDevice(BlackBox):
         """The phases the device really applies for commanded ``params`` (settings, n_params)."""
         phases = params
         if self.phase_bits is not None:
-            step = 2 * math.pi / 2**self.phase_bits
+            step = self.parameter_resolution
             quantized = torch.round(phases / step) * step
             phases = phases + (quantized - phases).detach()  # straight-through for the twin
         if self.crosstalk:
+            first, second = self._neighbours().to(phases.device).unbind(1)
             leak = torch.zeros_like(phases)
-            leak[:, 1:] += phases[:, :-1]
-            leak[:, :-1] += phases[:, 1:]
+            leak.index_add_(1, first, phases[:, second])
+            leak.index_add_(1, second, phases[:, first])
             phases = phases + self.crosstalk * leak
-        if self.fabrication_error:
-            phases = phases + self.fabrication_offsets.to(phases.dtype)
+        # Always added: a calibrated twin carries fitted offsets with fabrication_error = 0.
+        phases = phases + self.fabrication_offsets.to(phases.dtype)
         if self.phase_noise:
             phases = phases + self.phase_noise * randn(
                 phases.shape, self._generator, dtype=phases.dtype, device=phases.device)
@@ -115,6 +176,21 @@ class PhotonicDevice(BlackBox):
             if value:
                 options.append(f"{key}={value}")
         return ", ".join(options)
+
+
+def chain_neighbours(n, offset=0):
+    """Neighbour pairs of ``n`` heaters in one row, numbered from ``offset``: (k, k + 1)."""
+    first = torch.arange(offset, offset + n - 1)
+    return torch.stack([first, first + 1], 1)
+
+
+def grid_neighbours(rows, columns, offset=0):
+    """Neighbour pairs of a rows x columns grid of heaters numbered row by row from ``offset``:
+    left-right and up-down neighbours, never across the end of a row."""
+    index = torch.arange(rows * columns).reshape(rows, columns) + offset
+    across = torch.stack([index[:, :-1].flatten(), index[:, 1:].flatten()], 1)
+    down = torch.stack([index[:-1].flatten(), index[1:].flatten()], 1)
+    return torch.cat([across, down])
 
 
 def linear_transfer(x, matrices):

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from .photonic import PhotonicDevice, linear_transfer
+from .photonic import PhotonicDevice, grid_neighbours, linear_transfer
 
 
 class SLM(PhotonicDevice):
@@ -31,6 +31,10 @@ class SLM(PhotonicDevice):
     torch.Size([2, 3])
     """
 
+    # Each phase sets one weight, cos(W): the RGE estimate holds up to about 0.4 rad
+    # (benchmarks/zo_smoothing.py).
+    max_smoothing = 0.4
+
     def __init__(self, in_features, out_features, **options):
         super().__init__(in_features, out_features, in_features * out_features, **options)
 
@@ -44,6 +48,12 @@ class SLM(PhotonicDevice):
         leaving a dead device (chance accuracy on digits; 0.94 with this start).
         """
         return math.pi / 2 + 2 * (torch.rand(self.n_params, generator=generator) - 0.5)
+
+    def heater_neighbours(self):
+        """The pixels form an ``out_features x in_features`` grid (the pixel array): each
+        pixel's neighbours are the ones left, right, above and below it, never across a row's
+        end."""
+        return grid_neighbours(self.out_features, self.in_features)
 
     def transfer_matrix(self, phases):
         """Ideal matrices (settings, out_features, in_features) for applied ``phases``."""

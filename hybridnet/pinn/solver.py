@@ -289,7 +289,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         (zeroth-order optimizer; needs a derivative back end other than "autograd").
     tt_rank : int, optional
         Make the digital linear layers :class:`~hybridnet.TTLinear` of this rank.
-    physical_layer : {"mzi", "mrr", "slm"}, BlackBox or None, default=None
+    physical_layer : {"mzi", "mrr", "slm", "usv"}, BlackBox or None, default=None
         A device between the hidden layers (needs a derivative back end other than autograd
         unless its layers train as digital twins).
     zo_estimator : {"rge", "central_rge", "sign_rge", "cge"}, default="rge"

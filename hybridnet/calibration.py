@@ -1,0 +1,152 @@
+"""Calibrate a digital twin to a device: fit its hidden chip state to a few queries.
+
+A simulator knows a chip's design but not its fabrication: the phase offsets of its heaters,
+the losses of its MZIs. :func:`calibrate` measures the device at a few parameter settings
+(system identification), fits the twin's hidden state (the buffers its
+``calibration_buffers()`` names) to the answers by least squares through autograd, and returns
+the calibrated twin. Training on that twin then costs no device queries; a short in-situ
+fine-tune on the device can follow (``HybridNetClassifier(training="calibrated_twin")``).
+"""
+
+import copy
+import numbers
+
+import torch
+from torch.func import functional_call
+
+from ._random import make_generator, randn, spawn_seeds
+from .physical.base import BlackBox
+
+
+def _check_twin(black_box, twin):
+    for name, box in (("black_box", black_box), ("twin", twin)):
+        if not isinstance(box, BlackBox):
+            raise TypeError(f"{name} must be a hybridnet.physical.BlackBox, got "
+                            f"{type(box).__name__}")
+    if not callable(getattr(twin, "calibration_buffers", None)):
+        raise TypeError(f"twin {twin.name} has no calibration_buffers() naming the hidden state "
+                        "to fit; the simulated devices (MZIMesh, USVMesh, MRRBank, SLM) have "
+                        "one")
+    if not twin.differentiable:
+        raise ValueError(f"twin {twin.name} is not differentiable, so it cannot be fitted")
+    shapes = [(box.in_features, box.out_features, box.n_params) for box in (black_box, twin)]
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"the twin must match the device: device (in, out, n_params) = "
+                         f"{shapes[0]}, twin {shapes[1]}")
+
+
+def _device_of(module):
+    return next((buffer.device for buffer in module.buffers()), torch.device("cpu"))
+
+
+def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max_iter=300,
+              seed=None, query=None):
+    """Fit ``twin``'s hidden state to ``n_queries`` queries of ``black_box``.
+
+    The device is queried once, at ``n_settings`` parameter settings (``params`` first when
+    given, the others drawn from ``twin.initial_params``) with ``n_queries // n_settings``
+    Gaussian inputs each. A copy of the twin, in float64, then fits the buffers its
+    ``calibration_buffers()`` names (phase offsets; MZI losses) to minimise the relative
+    squared error of its answers by L-BFGS, starting from the twin's values.
+
+    Parameters
+    ----------
+    black_box : BlackBox
+        The device (a real chip, or a simulated one with fabrication error).
+    twin : BlackBox
+        Its simulator, usually ``black_box.nominal_twin()``; left unchanged.
+    n_queries : int, optional
+        Input vectors to spend on the device; default ``n_settings * in_features`` (as many as
+        reading the whole matrix at every setting). At least ``n_settings``.
+    n_settings : int, default=8
+        Parameter settings to measure at: several settings tell the offsets apart from the
+        commanded phases.
+    params : torch.Tensor, optional
+        A setting to include (the network's current device parameters): the twin is then
+        exact where training starts.
+    max_iter : int, default=300
+        L-BFGS iterations of the fit.
+    seed : int, optional
+        Seed of the settings and inputs.
+    query : callable, optional
+        ``query(x, params)``, how to call the device; default ``black_box`` itself
+        (:class:`~hybridnet.BlackBoxLayer` passes its retrying ``query_device``).
+
+    Returns
+    -------
+    BlackBox
+        The calibrated twin, with attributes ``calibration_queries`` (device queries spent),
+        ``calibration_error_before`` and ``calibration_error`` (relative RMS error of the
+        twin's answers on the calibration queries before and after the fit).
+
+    Examples
+    --------
+    >>> from hybridnet import calibrate
+    >>> from hybridnet.physical import MZIMesh
+    >>> chip = MZIMesh(6, 6, fabrication_error=0.2, seed=0)
+    >>> twin = calibrate(chip, chip.nominal_twin(), seed=0)
+    >>> twin.calibration_queries, twin.calibration_error < 0.01 < twin.calibration_error_before
+    (48, True)
+    """
+    _check_twin(black_box, twin)
+    for name, value, minimum in (("n_settings", n_settings, 1), ("max_iter", max_iter, 1)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+            raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if n_queries is None:
+        n_queries = n_settings * black_box.in_features
+    if (isinstance(n_queries, bool) or not isinstance(n_queries, numbers.Integral)
+            or n_queries < n_settings):
+        raise ValueError(f"n_queries must be an int >= n_settings={n_settings}, got "
+                         f"{n_queries!r}")
+    setting_seed, input_seed = spawn_seeds(seed, 2)
+    setting_generator = make_generator(setting_seed)
+    settings = [twin.initial_params(setting_generator) for _ in range(n_settings)]
+    if params is not None:
+        params = torch.as_tensor(params).detach().cpu()
+        if params.shape != (twin.n_params,):
+            raise ValueError(f"params must have shape ({twin.n_params},), got "
+                             f"{tuple(params.shape)}")
+        settings[0] = params
+    settings = torch.stack(settings).to(torch.float64)
+    batch = int(n_queries) // n_settings
+    inputs = randn((n_settings, batch, twin.in_features), make_generator(input_seed),
+                   dtype=torch.float64, device="cpu")
+    chip_device, twin_device = _device_of(black_box), _device_of(twin)
+    with torch.no_grad():
+        answers = (black_box if query is None else query)(
+            inputs.to(chip_device), settings.to(chip_device))
+    answers = answers.to(twin_device, torch.float64)
+    inputs, settings = inputs.to(twin_device), settings.to(twin_device)
+
+    fitted = copy.deepcopy(twin).double()
+    names = list(fitted.calibration_buffers())
+    buffers = dict(fitted.named_buffers())
+    values = {name: buffers[name].detach().clone().requires_grad_(True) for name in names}
+    scale = answers.square().mean()
+
+    def relative_error():
+        predicted = functional_call(fitted, values, (inputs, settings))
+        return (predicted - answers).square().mean() / scale
+
+    with torch.no_grad():
+        before = float(relative_error().sqrt())
+    optimizer = torch.optim.LBFGS(list(values.values()), max_iter=max_iter,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = relative_error()
+        loss.backward()
+        return loss
+
+    optimizer.step(closure)
+    with torch.no_grad():
+        after = float(relative_error().sqrt())
+        for name in names:
+            buffers[name].copy_(values[name])
+    calibrated = fitted.to(dict(twin.named_buffers())[names[0]].dtype)  # the twin's dtype
+    calibrated.reset_counters()
+    calibrated.calibration_queries = n_settings * batch
+    calibrated.calibration_error_before = before
+    calibrated.calibration_error = after
+    return calibrated
