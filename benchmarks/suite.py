@@ -5,12 +5,13 @@ Studies (each writes ``<study>.json``, ``<study>.md`` and, where it has one, ``<
 under ``--out``; ``summary.md`` gathers the tables):
 
 - ``accuracy``: per data set, all-digital, the MZI digital twin and in-situ MZI / MRR / SLM
-  (several seeds), then per device a surrogate-rank sweep (1, 4, 16, full), 100 zeroth-order
-  samples instead of 10, the projector-splitting integrator against the full re-query of
-  the matrix, and the exact ZO objective with the surrogate updated on every step (against the
-  defaults ``zo_batch_rank=16``, ``surrogate_update_every=4``). Reports accuracy (language:
-  validation bits per character), the gap to digital, device queries per step and seconds per
-  epoch as a ratio to the digital network of the same run.
+  (several seeds; on digits also the U Sigma V device in situ), then per device a
+  surrogate-rank sweep (1, 4, 16, full), 100 zeroth-order samples instead of 10, the
+  projector-splitting integrator against the full re-query of the matrix, and the exact ZO
+  objective with the surrogate updated on every step (against the defaults
+  ``zo_batch_rank=16``, ``surrogate_update_every=4``). Reports accuracy (language: validation
+  bits per character), the gap to digital, device queries per step and seconds per epoch as a
+  ratio to the digital network of the same run.
 - ``mismatch``: digits with MZI, MRR, SLM and U Sigma V chips that carry a static
   fabrication error (std 0 to 0.3 rad), detector noise and (MZI-based ones) insertion loss
   with an unknown spread; (a) trained on the nominal digital twin and deployed on the chip,
@@ -59,7 +60,7 @@ SCALES = {
                     "shakespeare": 8000},
         "epochs": {"digits": 10, "mnist": 2, "fashion_mnist": 2, "fsdd": 5, "shakespeare": 1},
         "seeds": [0], "sweep_datasets": ["digits"], "sweep_ranks": [4, HIDDEN],
-        "mzi_zo100_datasets": ["digits"],
+        "mzi_zo100_datasets": ["digits"], "usv_datasets": ["digits"],
         "errors": [0.0, 0.3], "mismatch_epochs": 10, "mismatch_seeds": [0],
         "detector_noise": [0.0, 0.1], "phase_bits": [6], "noise_epochs": 10,
         "speed": ["--epochs", "3", "--repeats", "1"],
@@ -73,6 +74,8 @@ SCALES = {
         "sweep_ranks": [1, 4, 16, HIDDEN],
         # 100 ZO samples cost 10x a step; on an MZI mesh only the small data sets afford it.
         "mzi_zo100_datasets": ["digits", "fsdd"],
+        # The general-matrix U Sigma V device: two 64-mode meshes, twice the MZI's cost.
+        "usv_datasets": ["digits"],
         "errors": [0.0, 0.05, 0.1, 0.2, 0.3], "mismatch_epochs": 30, "mismatch_seeds": [0, 1, 2],
         "detector_noise": [0.0, 0.01, 0.03, 0.1], "phase_bits": [8, 6, 4], "noise_epochs": 30,
         "speed": ["--epochs", "6", "--repeats", "3"],
@@ -196,6 +199,8 @@ def accuracy_study(datasets, scale, log):
         if name in ("mnist", "fashion_mnist", "shakespeare"):
             seeds = seeds[:SEEDS_FOR_LARGE_SETS]
         runs = [(setup, seeds) for setup in core_setups()]
+        if name in config["usv_datasets"]:
+            runs.append((("USV in situ", "usv", {}), seeds))
         if name in config["sweep_datasets"]:
             zo100_on_mzi = name in config["mzi_zo100_datasets"]
             runs += [(setup, seeds[:1])

@@ -12,7 +12,14 @@ from torch import nn
 
 from hybridnet import BlackBoxLayer
 from hybridnet.layers import auto_smoothing, detect_linearity
-from hybridnet.physical import SLM, BlackBoxError, FunctionBlackBox, MRRBank, MZIMesh
+from hybridnet.physical import (
+    SLM,
+    BlackBoxError,
+    FaultyBlackBox,
+    FunctionBlackBox,
+    MRRBank,
+    MZIMesh,
+)
 
 
 def tanh_squared(x, params):
@@ -374,6 +381,7 @@ def test_pickle_and_state_dict_round_trips():
     (SLM(8, 8, phase_noise=0.02), 3 * 0.02),
     (MRRBank(8, 8, phase_bits=8, detector_noise=0.1), 0.3 * math.sqrt(0.1)),  # the largest
     (FunctionBlackBox(lambda x, p: x, 8, 8, init_params=np.zeros(1)), 1e-3),  # declares nothing
+    (FaultyBlackBox(MZIMesh(8, 8, phase_bits=6), fail_rate=0.1), 2 * math.pi / 64),  # forwarded
 ])
 def test_auto_smoothing_rule(device, expected):
     assert auto_smoothing(device) == pytest.approx(expected)

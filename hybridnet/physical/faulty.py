@@ -144,6 +144,26 @@ class FaultyBlackBox(BlackBox):
         """The wrapped device's initial parameters."""
         return self.device.initial_params(generator)
 
+    @property
+    def parameter_resolution(self):
+        """The wrapped device's."""
+        return self.device.parameter_resolution
+
+    @property
+    def parameter_noise(self):
+        """The wrapped device's."""
+        return self.device.parameter_noise
+
+    @property
+    def output_noise(self):
+        """The wrapped device's."""
+        return self.device.output_noise
+
+    @property
+    def max_smoothing(self):
+        """The wrapped device's."""
+        return self.device.max_smoothing
+
     def nominal_twin(self):
         """The wrapped device's nominal twin: the faults are the bench's, not the design's."""
         return self.device.nominal_twin()
