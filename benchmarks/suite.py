@@ -1,5 +1,5 @@
 """The benchmark suite: hybrid networks on image, audio and language data, device mismatch,
-noise and quantization, and speed.
+noise and quantization, speed, and devices inside a transformer and a CNN.
 
 Studies (each writes ``<study>.json``, ``<study>.md`` and, where it has one, ``<study>.png``
 under ``--out``; ``summary.md`` gathers the tables):
@@ -20,6 +20,8 @@ under ``--out``; ``summary.md`` gathers the tables):
 - ``noise``: in-situ accuracy on digits against detector noise and against phase bits.
 - ``speed``: seconds per epoch of in-situ MZI / MRR / SLM against all-digital on digits at
   default settings, timed in turns (see ``speed.py``).
+- ``architectures``: devices inside a character-level transformer (Shakespeare) and a small
+  CNN (Fashion-MNIST, MNIST), see ``architectures.py``.
 
 Usage::
 
@@ -38,6 +40,7 @@ import pathlib
 import statistics
 import time
 
+import architectures
 import numpy as np
 import speed
 import torch
@@ -437,10 +440,12 @@ def write(out, study, command, rows, table, plot):
     plot(rows, out / f"{study}.png")
 
 
+STUDIES = ("accuracy", "mismatch", "noise", "speed", "architectures")
 SECTIONS = [("accuracy", "Accuracy, queries and time per data set"),
             ("mismatch", "Fabrication mismatch (digits, detector noise 0.01)"),
             ("noise", "Detector noise and phase quantization (digits, in situ)"),
-            ("speed", "Seconds per epoch at default settings (digits)")]
+            ("speed", "Seconds per epoch at default settings (digits)"),
+            ("architectures", "Devices in a transformer and a CNN")]
 
 
 def write_summary(out, scale):
@@ -460,9 +465,7 @@ def write_summary(out, scale):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="the under-10-minute suite")
-    parser.add_argument("--studies", nargs="+", default=["accuracy", "mismatch", "noise",
-                                                         "speed"],
-                        choices=["accuracy", "mismatch", "noise", "speed"])
+    parser.add_argument("--studies", nargs="+", default=list(STUDIES), choices=list(STUDIES))
     parser.add_argument("--datasets", nargs="+", default=list(LOADERS), choices=list(LOADERS))
     parser.add_argument("--out", help="results folder; default benchmarks/results/suite "
                         "(suite-quick with --quick)")
@@ -493,6 +496,8 @@ def main(argv=None):
         write(out, "noise", command, rows, noise_table(rows), plot_noise)
     if "speed" in args.studies:
         speed.main(SCALES[scale]["speed"] + ["--out", str(out)])
+    if "architectures" in args.studies:
+        architectures.main((["--quick"] if args.quick else []) + ["--out", str(out)])
     write_summary(out, scale)
     log(f"done; tables in {out / 'summary.md'}")
 

@@ -271,6 +271,12 @@ class BlackBoxLayer(nn.Module):
     n_device_retries : int
         Failed device calls that were retried so far.
 
+    Inputs may have any leading shape, ``(..., in_features)`` as for ``nn.Linear``: a
+    transformer's (batch, time, features) is pushed through the device as batch x time
+    vectors, each counted as one query, and the surrogate and the zeroth-order estimate work
+    on that flattened batch (``zo_batch_rank`` keeps the estimate's queries per perturbation
+    at 16 however many vectors there are).
+
     Examples
     --------
     >>> import torch
