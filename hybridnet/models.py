@@ -36,8 +36,50 @@ def _check_int(name, value):
     return int(value)
 
 
+# Gaussian inputs device_layer spends measuring a device's output scale.
+SCALE_QUERIES = 32
+
+
+class DeviceGain(nn.Module):
+    """A device followed by a trainable per-output gain (the electronic gain stage after the
+    detector), started so that the map's outputs have the scale of a default ``nn.Linear``.
+
+    Devices differ in scale by orders of magnitude: a 512-input MRR bank, whose weights are
+    mostly positive and about 0.5, answers about 23x as loud as ``nn.Linear`` (the SLM and
+    MZI mesh, within 1.3x). Where nothing downstream renormalises, say a transformer's
+    residual stream, that drowns the stream.
+
+    Parameters
+    ----------
+    layer : BlackBoxLayer
+        The device layer.
+    generator : torch.Generator, optional
+        Source of the ``SCALE_QUERIES`` Gaussian inputs that measure the device's scale (they
+        are counted as device queries).
+
+    Attributes
+    ----------
+    gain : torch.nn.Parameter
+        (out_features,), digital.
+    """
+
+    def __init__(self, layer, generator=None):
+        super().__init__()
+        self.layer = layer
+        x = torch.randn(SCALE_QUERIES, layer.in_features, generator=generator)
+        with torch.no_grad():
+            measured = layer(x).square().mean().sqrt().clamp_min(1e-12)
+        # nn.Linear's default weights are U(-1/sqrt(n), 1/sqrt(n)): outputs of std 1/sqrt(3)
+        # for unit inputs.
+        self.gain = nn.Parameter(torch.full((layer.out_features,),
+                                            float(1 / math.sqrt(3) / measured)))
+
+    def forward(self, x):
+        return self.layer(x) * self.gain
+
+
 def device_layer(device, in_features, out_features, *, device_options=None, layer_options=None,
-                 seed=0):
+                 gain=True, seed=0):
     """A map ``in_features -> out_features``: ``nn.Linear`` or a device in a BlackBoxLayer.
 
     Parameters
@@ -52,8 +94,10 @@ def device_layer(device, in_features, out_features, *, device_options=None, laye
         Keyword arguments of the named device class (non-idealities).
     layer_options : dict, optional
         Keyword arguments of :class:`~hybridnet.BlackBoxLayer`.
+    gain : bool, default=True
+        Follow the device by a :class:`DeviceGain` (``SCALE_QUERIES`` queries to set it up).
     seed : int, default=0
-        Root seed of the device and the layer (independent streams).
+        Root seed of the device, the layer and the gain's measurement (independent streams).
 
     Returns
     -------
@@ -62,14 +106,16 @@ def device_layer(device, in_features, out_features, *, device_options=None, laye
     Examples
     --------
     >>> from hybridnet.models import device_layer
-    >>> device_layer("slm", 8, 4).black_box
+    >>> device_layer("slm", 8, 4, gain=False).black_box
     SLM(in_features=8, out_features=4, n_params=32)
+    >>> device_layer("mrr", 8, 4).layer.black_box.n_queries  # measuring the gain's start
+    32
     >>> device_layer(None, 8, 4)
     Linear(in_features=8, out_features=4, bias=True)
     """
     if device is None:
         return nn.Linear(in_features, out_features)
-    device_seed, layer_seed = spawn_seeds(seed, 2)
+    device_seed, layer_seed, gain_seed = spawn_seeds(seed, 3)
     if isinstance(device, str):
         if device not in DEVICES:
             raise ValueError(f"device must be None, one of {sorted(DEVICES)} or a callable, got "
@@ -85,7 +131,8 @@ def device_layer(device, in_features, out_features, *, device_options=None, laye
     else:
         raise ValueError(f"device must be None, one of {sorted(DEVICES)} or a callable, got "
                          f"{device!r}")
-    return BlackBoxLayer(box, seed=layer_seed, **(layer_options or {}))
+    layer = BlackBoxLayer(box, seed=layer_seed, **(layer_options or {}))
+    return DeviceGain(layer, torch.Generator().manual_seed(gain_seed)) if gain else layer
 
 
 class CausalSelfAttention(nn.Module):

@@ -6,8 +6,8 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.preprocessing import StandardScaler
 
-from hybridnet import BlackBoxLayer, HybridNetClassifier
-from hybridnet.models import CharTransformer, SmallCNN, device_layer
+from hybridnet import BlackBoxLayer, HybridNetClassifier, split_parameters
+from hybridnet.models import SCALE_QUERIES, CharTransformer, DeviceGain, SmallCNN, device_layer
 from hybridnet.physical import SLM, MRRBank
 
 
@@ -45,7 +45,8 @@ def test_transformer_is_causal_and_its_devices_see_every_position():
     assert logits.shape == (3, 12, 20)
     torch.testing.assert_close(logits[:, :7], other[:, :7])  # the past ignores the future
     assert not torch.allclose(logits[:, 7:], other[:, 7:])
-    assert all(m.black_box.n_queries == 2 * 3 * 12 for m in layers)  # two passes x 36 vectors
+    # the gain's 32 measuring queries, then two passes of 36 vectors
+    assert all(m.black_box.n_queries == SCALE_QUERIES + 2 * 3 * 12 for m in layers)
     seeds = {m.black_box.seed for m in layers}
     assert len(seeds) == 4  # every device its own chip
 
@@ -94,7 +95,8 @@ def test_cnn_on_digits_through_the_classifier_and_its_channel_mixing_device():
     assert [(m.in_features, m.out_features) for m in layers] == [(8, 8), (16, 16)]
     with torch.no_grad():
         module(torch.as_tensor(X[:3]))
-    assert layers[0].black_box.n_queries == 3 * 4 * 4  # every pixel of the 4 x 4 map
+    # every pixel of the 4 x 4 map, after the gain's measuring queries
+    assert layers[0].black_box.n_queries == SCALE_QUERIES + 3 * 4 * 4
     model = HybridNetClassifier(module=module, max_iter=10, learning_rate=1e-2,
                                 random_state=0).fit(X, y)
     assert model.score(X, y) > 0.9  # chance 0.1; all-digital 0.998
@@ -128,3 +130,20 @@ def test_a_device_factory_builds_each_map():
     assert len(seeds) == 2 and seeds[0] != seeds[1]
     layers = [m for m in model.modules() if isinstance(m, BlackBoxLayer)]
     assert all(m.black_box.phase_bits == 6 for m in layers)
+
+
+def test_the_gain_gives_every_device_the_scale_of_a_linear_layer():
+    torch.manual_seed(0)
+    x = torch.randn(512, 256)
+    linear = device_layer(None, 256, 64)(x).std().item()
+    with torch.no_grad():
+        raw = device_layer("mrr", 256, 64, gain=False)(x).std().item()
+        scaled = {kind: device_layer(kind, 256, 64, seed=1)(x).std().item()
+                  for kind in ("mrr", "slm", "mzi")}
+    assert raw > 10 * linear  # an MRR bank's weights are mostly positive, about 0.5
+    for value in scaled.values():
+        assert 0.8 * linear < value < 1.25 * linear
+    mapped = device_layer("mrr", 256, 64)
+    assert isinstance(mapped, DeviceGain)
+    digital, device = split_parameters(mapped)
+    assert any(p is mapped.gain for p in digital) and len(device) == 1
