@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's quick start: `bash dev.sh main` runs the main job, `bash dev.sh test` runs the tests.
 # `bash dev.sh bench [--quick]` installs the benchmark data and runs the benchmark suite.
+# `bash dev.sh docs` builds the documentation site into doc/_build/html (warnings are errors).
 # Each one creates the project's virtual environment (.venv) when it is missing and installs the
 # package with everything it needs; later runs reinstall only when the packaging files change.
 set -euo pipefail
@@ -45,7 +46,14 @@ ensure_bench_data() {
 case "${1:-}" in
     main) shift; ensure_env; exec "$venv/bin/python" examples/compare_devices.py "$@" ;;
     test) shift; ensure_env; exec "$venv/bin/python" -m pytest "$@" ;;
+    docs) shift; ensure_env
+        if [ ! -f "$venv/.docs-$(sha1sum setup.cfg | cut -c1-12)" ]; then
+            "$venv/bin/python" -m pip install --quiet -c constraints.txt -e ".[docs]"
+            touch "$venv/.docs-$(sha1sum setup.cfg | cut -c1-12)"
+        fi
+        # -n: nitpicky, every reference must resolve; -W --keep-going: all warnings, then fail.
+        exec "$venv/bin/python" -m sphinx -b html -n -W --keep-going doc doc/_build/html "$@" ;;
     bench) shift; ensure_env; ensure_bench_data
         exec "$venv/bin/python" benchmarks/suite.py "$@" ;;
-    *) echo "usage: bash dev.sh main|test|bench [arguments passed on]" >&2; exit 2 ;;
+    *) echo "usage: bash dev.sh main|test|bench|docs [arguments passed on]" >&2; exit 2 ;;
 esac

@@ -276,6 +276,13 @@ class ChannelMix(nn.Module):
 class SmallCNN(nn.Module):
     """A small CNN whose classifier (and optionally channel mixing) is a physical device.
 
+    Conv stages (two 3x3 convolutions with batch norm and ReLU, then 2x2 max pooling), then
+    the classifier ``Linear -> ReLU -> LayerNorm -> map -> BatchNorm -> ReLU -> Linear`` whose
+    hidden-to-hidden map is the device (``nn.Linear`` all-digital). The norms centre the
+    device's inputs and outputs: without them a device fed positive activations answers with
+    one large common mode and trains far slower (Fashion-MNIST MRR 0.61 instead of 0.90 after
+    2 epochs of 20,000 images).
+
     Parameters
     ----------
     image_shape : tuple of int, default=(1, 28, 28)
@@ -331,10 +338,13 @@ class SmallCNN(nn.Module):
         if height < 1 or width < 1:
             raise ValueError(f"{len(channels)} stages halve {image_shape[1:]} to nothing; use "
                              "fewer channels entries")
+        # Positive inputs (after a ReLU) and mostly positive weights (an MRR's lie in about
+        # [-0.29, 0.98]) give one large common mode; the norms around the map remove it.
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(previous * height * width, hidden), nn.ReLU(),
-            device_layer(device, hidden, hidden, seed=classifier_seed, **options), nn.ReLU(),
-            nn.Linear(hidden, n_classes))
+            nn.LayerNorm(hidden),
+            device_layer(device, hidden, hidden, seed=classifier_seed, **options),
+            nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
 
     def forward(self, x):
         """Logits (batch, n_classes) for images (batch, C, H, W) or flat (batch, C * H * W)."""
