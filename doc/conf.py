@@ -39,7 +39,7 @@ numpydoc_validation_checks = set()
 autosummary_generate = True
 # scikit-learn's metadata-routing setters are generated on every estimator and documented there.
 autodoc_default_options = {
-    "members": True, "inherited-members": False, "show-inheritance": True,
+    "members": True, "inherited-members": False,
     "exclude-members": "set_fit_request,set_score_request,set_predict_request,"
                        "set_partial_fit_request,set_transform_request"}
 # A torch module's undocumented forward would show torch.nn.Module.forward's text.
@@ -47,8 +47,7 @@ autodoc_inherit_docstrings = False
 autodoc_typehints = "none"
 autodoc_member_order = "bysource"
 # torch.nn.Module.forward and friends document themselves on PyTorch's site.
-# Private base classes named by show-inheritance have no page of their own.
-nitpick_ignore_regex = [(r"py:.*", r"torch\._.*"), (r"py:class", r"hybridnet\..*\._\w+")]
+nitpick_ignore_regex = [(r"py:.*", r"torch\._.*")]
 
 myst_enable_extensions = ["dollarmath", "colon_fence", "deflist"]
 myst_heading_anchors = 3
@@ -82,7 +81,7 @@ html_title = f"hybridnet {release}"
 html_theme_options = {
     "navigation_with_keys": False,
     "show_toc_level": 2,
-    "header_links_before_dropdown": 6,
+    "header_links_before_dropdown": 5,
     "footer_start": ["copyright"],
     "footer_end": ["sphinx-version"],
 }
