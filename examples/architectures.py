@@ -1,4 +1,7 @@
-"""Devices inside a transformer and a CNN: ``hybridnet.models``.
+"""Devices inside a transformer and a CNN
+======================================
+
+Devices inside a transformer and a CNN: ``hybridnet.models``.
 
 1. A character-level GPT (``CharTransformer``) whose MLP down-projections are microring banks,
    trained in situ in a plain PyTorch loop with a loss at every position, on the one text

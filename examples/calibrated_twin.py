@@ -1,4 +1,7 @@
-"""Train for a chip whose fabrication differs from its design: nominal twin, calibrated twin or
+"""Fabrication mismatch: nominal twin, calibrated twin or in situ
+==============================================================
+
+Train for a chip whose fabrication differs from its design: nominal twin, calibrated twin or
 in situ.
 
 The "chip" is a simulated 64 x 64 MZI mesh with 0.3 rad phase offsets, 0.2 dB +- 0.05 dB losses

@@ -1,4 +1,7 @@
-"""The main job: hybrid classifiers with MZI, MRR and SLM layers beside their baselines.
+"""Comparing devices: MZI, MRR and SLM layers beside their baselines
+=================================================================
+
+The main job: hybrid classifiers with MZI, MRR and SLM layers beside their baselines.
 
 Fits ``HybridNetClassifier`` on scikit-learn's digits (80/20 stratified split, standardised)
 as an all-digital network, as the digital twin of an MZI mesh (exact autograd through the

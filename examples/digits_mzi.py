@@ -1,4 +1,7 @@
-"""Train an MLP with a Mach-Zehnder mesh layer on scikit-learn's digits, in plain PyTorch.
+"""Plain PyTorch: an MZI mesh layer on digits
+==========================================
+
+Train an MLP with a Mach-Zehnder mesh layer on scikit-learn's digits, in plain PyTorch.
 
 Three versions of the same network 64 -> 64 -> [64 x 64 layer] -> 10 are trained side by side:
 

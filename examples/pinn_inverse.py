@@ -1,4 +1,7 @@
-"""Recover unknown PDE coefficients from noisy measurements with PINNSolver (inverse problems).
+"""Inverse PINN problems: recovering unknown coefficients
+======================================================
+
+Recover unknown PDE coefficients from noisy measurements with PINNSolver (inverse problems).
 
 Two built-in problems declare their coefficient unknown and start it at half its true value:
 

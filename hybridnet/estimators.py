@@ -739,9 +739,9 @@ _PARAMETERS_DOC = """
     verbose : bool, default=False
         Show a tqdm progress bar (loss, validation score, device queries).
     module : torch.nn.Module, optional
-        A network of your own (it may contain ``BlackBoxLayer``s) used in place of the built-in
-        MLP; it must map (n_samples, n_features) to (n_samples, n_outputs). It is copied, never
-        modified.
+        A network of your own (it may contain :class:`~hybridnet.BlackBoxLayer` modules) used
+        in place of the built-in MLP; it must map (n_samples, n_features) to (n_samples, n_outputs).
+        It is copied, never modified.
 """
 
 _ATTRIBUTES_DOC = """

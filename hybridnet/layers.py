@@ -219,9 +219,9 @@ class BlackBoxLayer(nn.Module):
     zo_smoothing : float or "auto", default="auto"
         Finite-difference step (radians for phases; a float is also the input step of the
         per-sample input gradients). "auto" derives it from the device's declared phase
-        quantization and noise (:func:`auto_smoothing`: 1e-3 on a clean device, about one DAC
-        level on a quantized one, larger under noise) and takes ``max(1e-3, 0.3
-        sqrt(output_noise))`` as the input step.
+        quantization and noise (:func:`~hybridnet.layers.auto_smoothing`: 1e-3 on a clean
+        device, about one DAC level on a quantized one, larger under noise) and takes ``max(1e-3,
+        0.3 sqrt(output_noise))`` as the input step.
     zo_distribution : {"gaussian", "sphere", "rademacher"}, default="gaussian"
         Law of the random directions.
     input_gradient : {"auto", "surrogate", "jacobian", "zo"}, default="auto"
@@ -247,9 +247,9 @@ class BlackBoxLayer(nn.Module):
         ``n p^(device_retries + 1)``.
     device_timeout : float, optional
         Seconds one device call may take; a call that takes longer counts as failed
-        (:class:`DeviceTimeoutError`) and is retried. Python cannot stop the late call: it is
-        left to finish in a background thread and its answer is discarded, so the driver must
-        accept a new call meanwhile. None waits for ever.
+        (:class:`~hybridnet.physical.DeviceTimeoutError`) and is retried. Python cannot stop
+        the late call: it is left to finish in a background thread and its answer is discarded, so
+        the driver must accept a new call meanwhile. None waits for ever.
     seed : int, optional
         Root seed of the layer's random streams (initial parameters, surrogate probes,
         zeroth-order directions: three independent streams derived from it); None draws one

@@ -145,7 +145,8 @@ class BatchedLoss:
         return self._loss(self.module(*self.inputs), dict(self.loss_parameters))
 
     def evaluate_batch(self, stacked):
-        """Losses at P points: ``stacked`` maps parameters to (P, *shape) tensors; returns (P,)."""
+        """Losses at P points: ``stacked`` maps parameters to ``(P, *shape)`` tensors; returns (P,).
+        """
         count = len(next(iter(stacked.values())))
         named = {}
         loss_values = {name: p.detach().expand(count, *p.shape)

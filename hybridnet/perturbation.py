@@ -153,7 +153,7 @@ def batched_forward(module, stacked, x, workspace=None):
     module : torch.nn.Sequential
         See :func:`supports_batched_forward`.
     stacked : dict of str to torch.Tensor
-        Parameter values by ``named_parameters`` name, each (P, *shape); parameters not in it
+        Parameter values by ``named_parameters`` name, each ``(P, *shape)``; parameters not in it
         keep their value at every point.
     x : torch.Tensor
         The batch, (B, in_features), the same at every point.

@@ -91,8 +91,8 @@ def plot_solution(solver, path=None, *, axes=(0, 1), at=None, resolution=200, ti
     Returns
     -------
     matplotlib.figure.Figure
-        One panel per map ("prediction", "reference", "|error|", each with its colour bar);
-        the error panel's title gives the relative L2 error on the grid.
+        One panel per map (``"prediction"``, ``"reference"``, ``"|error|"``, each with its
+        colour bar); the error panel's title gives the relative L2 error on the grid.
 
     Examples
     --------

@@ -32,7 +32,7 @@ class DeviceTimeoutError(BlackBoxError):
 class BlackBox(nn.Module, abc.ABC):
     """Base class of a queryable, non-differentiable (to the trainer) device.
 
-    Subclasses implement :meth:`_query` on the batched form (settings x batch x in_features,
+    Subclasses implement ``_query`` on the batched form (settings x batch x in_features,
     settings x n_params) and :meth:`initial_params`. The base class normalises shapes and dtypes,
     counts queries, and turns exceptions and garbage outputs into :class:`BlackBoxError`.
 

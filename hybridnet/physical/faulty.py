@@ -21,7 +21,7 @@ from .photonic import _check_nonnegative
 class TransientDeviceError(RuntimeError):
     """An injected transient fault: the request was lost (dropped frame, driver error).
 
-    Raised inside :meth:`FaultyBlackBox._query`; calling the box turns it into a
+    Raised inside ``FaultyBlackBox._query``; calling the box turns it into a
     :class:`~hybridnet.physical.BlackBoxError`, like any exception of a device.
     """
 

@@ -17,10 +17,10 @@ goes through ``f`` in one call.
 
 Every back end but autograd is two pieces: the offsets of the points it evaluates around each
 point (``shifts``) and the estimates computed from the network's values there
-(``from_values``). The Monte Carlo directions are drawn by :meth:`draw` *before* evaluation.
-So a caller can collect the shifted points of a whole loss, push them through the network at
-many parameter settings in one batched call and turn each setting's values into derivatives
-with no randomness inside (back-propagation-free training,
+(``from_values``). The Monte Carlo directions are drawn by :meth:`DerivativeBackend.draw`
+*before* evaluation. So a caller can collect the shifted points of a whole loss, push them through
+the network at many parameter settings in one batched call and turn each setting's values into
+derivatives with no randomness inside (back-propagation-free training,
 :meth:`hybridnet.pinn.solver.PINNLoss.network_inputs`).
 """
 
@@ -134,11 +134,11 @@ class Derivatives:
 class DerivativeBackend:
     """Base class of the back ends that evaluate the network at shifted points.
 
-    Such a back end is two pieces: :meth:`shifts`, the offsets of the points it evaluates
-    around each point, and :meth:`from_values`, the derivatives computed from the network's
-    values there. :meth:`evaluate` joins them with one network call. Keeping them apart lets a
-    caller push the shifted points of a whole loss, at many parameter settings, through the
-    network in one batched call (back-propagation-free training) and hand the values back.
+    Such a back end is two pieces: :meth:`~DerivativeBackend.shifts`, the offsets of the
+    points it evaluates around each point, and :meth:`from_values`, the derivatives computed from
+    the network's values there. :meth:`evaluate` joins them with one network call. Keeping them
+    apart lets a caller push the shifted points of a whole loss, at many parameter settings, through
+    the network in one batched call (back-propagation-free training) and hand the values back.
 
     Attributes
     ----------
@@ -153,7 +153,7 @@ class DerivativeBackend:
         return 1
 
     def value_evaluations_per_point(self):
-        """Network evaluations one point costs in :meth:`values`."""
+        """Network evaluations one point costs in :meth:`~DerivativeBackend.values`."""
         return 1
 
     def draw(self, n_points, dim, generator, *, dtype, device):
@@ -176,7 +176,10 @@ class DerivativeBackend:
         return Derivatives(values[:, 0], space_axes, dim=x.shape[1])
 
     def value_shifts(self, x, noise=None):
-        """Offsets of the points :meth:`values` evaluates, like :meth:`shifts`."""
+        """Offsets of the points :meth:`~DerivativeBackend.values` evaluates.
+
+        Like :meth:`~DerivativeBackend.shifts`.
+        """
         return x.new_zeros(1, x.shape[1])
 
     def values_from(self, values, x, noise=None):
@@ -206,7 +209,8 @@ def shifted_values(f, x, shifts):
 class AutogradDerivatives(DerivativeBackend):
     """Exact derivatives by autograd on the inputs (one evaluation plus backward passes).
 
-    It differentiates the network itself, so it has no shifted points: :meth:`shifts` raises.
+    It differentiates the network itself, so it has no shifted points:
+    :meth:`~DerivativeBackend.shifts` raises.
     """
 
     def shifts(self, x, noise=None):
@@ -492,8 +496,9 @@ class SparseGridDerivatives(DerivativeBackend):
     """Sparse-grid Stein estimates: the Smolyak level-3 rule in place of Monte Carlo.
 
     The estimates equal the raw network's derivatives up to O(s^2) (not those of its smoothed
-    model), so u is the raw network too: ``d.u`` in a residual and :meth:`values` in a
-    condition or a prediction are both ``f(x)``, the rule's zero node, at no extra evaluation.
+    model), so u is the raw network too: ``d.u`` in a residual and
+    :meth:`~DerivativeBackend.values` in a condition or a prediction are both ``f(x)``, the rule's
+    zero node, at no extra evaluation.
 
     It needs float64: the rule's large mixed-sign weights amplify the rounding of each network
     value about ``sum_k |w_k (|z_k|^2 - D)| / s^2`` times in the second derivatives

@@ -10,7 +10,7 @@ class RAD:
     Every ``every`` steps the solver evaluates the PDE residual r of the current network at
     ``n_candidates`` fresh uniform points (or at the rows of ``X`` when ``fit(X)`` supplies the
     collocation pool) and, until the next refresh, draws each step's collocation points from
-    those candidates with probability
+    those candidates with probability::
 
         p(x) ~ |r(x)|^k / mean(|r|^k) + c
 
