@@ -24,6 +24,7 @@ from sklearn.preprocessing import StandardScaler
 from hybridnet import HybridNetClassifier
 from hybridnet.plotting import plot_learning_curves
 
+OUTPUT = pathlib.Path(__file__).resolve().parent / "output"
 CONFIGURATIONS = {
     "all-digital": dict(physical_layer=None),
     "MZI digital twin": dict(physical_layer="mzi", training="backprop"),
@@ -34,11 +35,13 @@ CONFIGURATIONS = {
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Hybrid classifiers with MZI, MRR and SLM layers beside their baselines on "
+                    "digits.")
     parser.add_argument("--max-iter", type=int, default=50, help="epochs (default 50)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--plot", default="examples/output/learning_curves.png",
-                        help="where to write the learning curves")
+    parser.add_argument("--plot", default=OUTPUT / "learning_curves.png",
+                        help="where to write the learning curves (default examples/output/)")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     X, y = load_digits(return_X_y=True)

@@ -78,7 +78,8 @@ def train(training, data, args):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Train an MLP with a Mach-Zehnder mesh layer on digits, in plain PyTorch.")
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--rank", type=int, default=32, help="surrogate rank")

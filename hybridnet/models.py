@@ -273,6 +273,21 @@ class ChannelMix(nn.Module):
         return self.layer(x.movedim(1, -1)).movedim(-1, 1)
 
 
+class _BatchNorm1d(nn.BatchNorm1d):
+    """``nn.BatchNorm1d`` that also trains on a batch of one sample.
+
+    A batch's own statistics are undefined for one sample (PyTorch raises); such a batch, as
+    the last of an epoch can be, is normalised with the running statistics instead, which it
+    leaves unchanged.
+    """
+
+    def forward(self, x):
+        if self.training and x.shape[0] == 1:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var,
+                                            self.weight, self.bias, False, 0.0, self.eps)
+        return super().forward(x)
+
+
 class SmallCNN(nn.Module):
     """A small CNN whose classifier (and optionally channel mixing) is a physical device.
 
@@ -344,7 +359,7 @@ class SmallCNN(nn.Module):
             nn.Flatten(), nn.Linear(previous * height * width, hidden), nn.ReLU(),
             nn.LayerNorm(hidden),
             device_layer(device, hidden, hidden, seed=classifier_seed, **options),
-            nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
+            _BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, n_classes))
 
     def forward(self, x):
         """Logits (batch, n_classes) for images (batch, C, H, W) or flat (batch, C * H * W)."""

@@ -102,6 +102,26 @@ def test_cnn_on_digits_through_the_classifier_and_its_channel_mixing_device():
     assert model.score(X, y) > 0.9  # chance 0.1; all-digital 0.998
 
 
+def test_cnn_trains_when_the_last_batch_holds_one_sample():
+    # 65 samples at batch 64: the epoch's last batch is one image, whose own batch statistics
+    # are undefined; it is normalised with the running ones and leaves them unchanged
+    X, y = load_digits(return_X_y=True)
+    X, y = StandardScaler().fit_transform(X)[:65].astype(np.float32), y[:65]
+    torch.manual_seed(0)
+    module = SmallCNN((1, 8, 8), channels=(4,), hidden=8, device="mrr", seed=0)
+    model = HybridNetClassifier(module=module, max_iter=2, batch_size=64, random_state=0)
+    model.fit(X, y)
+    assert model.n_iter_ == 2
+    norm = next(m for m in model.module_.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    assert torch.isfinite(norm.running_mean).all() and torch.isfinite(norm.running_var).all()
+    single = torch.randn(1, 8)
+    norm.train()
+    before = norm.running_mean.clone()
+    expected = (single - norm.running_mean) / torch.sqrt(norm.running_var + norm.eps)
+    torch.testing.assert_close(norm(single), expected * norm.weight + norm.bias)
+    torch.testing.assert_close(norm.running_mean, before)
+
+
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError, match="device must be None"):
         device_layer("laser", 4, 4)
