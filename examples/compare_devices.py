@@ -14,6 +14,7 @@ Run ``bash dev.sh main`` (or ``python examples/compare_devices.py --help``).
 
 import argparse
 import pathlib
+import sys
 
 import torch
 from sklearn.datasets import load_digits
@@ -24,7 +25,9 @@ from sklearn.preprocessing import StandardScaler
 from hybridnet import HybridNetClassifier
 from hybridnet.plotting import plot_learning_curves
 
-OUTPUT = pathlib.Path(__file__).resolve().parent / "output"
+# The folder beside this script; sphinx-gallery runs examples without __file__ but names
+# the script in sys.argv[0].
+OUTPUT = pathlib.Path(sys.argv[0]).resolve().parent / "output"
 CONFIGURATIONS = {
     "all-digital": dict(physical_layer=None),
     "MZI digital twin": dict(physical_layer="mzi", training="backprop"),

@@ -22,6 +22,7 @@ Run ``python examples/pinn_inverse.py`` (``--help`` for the options).
 
 import argparse
 import pathlib
+import sys
 
 from hybridnet import PINNSolver
 from hybridnet.pinn import problems
@@ -36,7 +37,9 @@ def main(argv=None):
     parser.add_argument("--heat-steps", type=int, default=3000)
     parser.add_argument("--burgers-steps", type=int, default=3000)
     parser.add_argument("--burgers-lbfgs", type=int, default=1000)
-    parser.add_argument("--out", default=pathlib.Path(__file__).resolve().parent / "output")
+    # Beside this script; sphinx-gallery runs examples without __file__ but names the script
+    # in sys.argv[0].
+    parser.add_argument("--out", default=pathlib.Path(sys.argv[0]).resolve().parent / "output")
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
