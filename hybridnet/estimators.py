@@ -26,8 +26,10 @@ Decisions where scikit-learn's own networks give no answer:
 
 import contextlib
 import copy
+import inspect
 import numbers
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -85,8 +87,26 @@ ARCHITECTURE_PARAMETERS = (
     "surrogate_rebuild_every", "surrogate_update", "zo_estimator", "zo_samples", "zo_smoothing",
     "zo_batch_rank", "zo_update", "tt_rank", "module")
 
+# A fit whose device queries per training step exceed this multiple of what the default
+# zeroth-order settings would spend on the same network warns once, naming the settings.
+QUERY_COST_WARNING_FACTOR = 100
+# The settings that multiply a step's device queries.
+QUERY_COST_PARAMETERS = ("zo_estimator", "zo_samples", "zo_batch_rank")
+
 _POSITIVE_INT = Interval(numbers.Integral, 1, None, closed="left")
 _POSITIVE_REAL = Interval(numbers.Real, 0, None, closed="neither")
+
+
+def _zo_evaluations(estimator, n_samples, dim, value_known):
+    """Function evaluations of one zeroth-order estimate over ``dim`` parameters (see
+    :mod:`hybridnet.zeroth_order`); "hybrid" counts its CGE phase, half the coordinates."""
+    if estimator == "cge":
+        return 2 * dim
+    if estimator == "hybrid":
+        return dim
+    if estimator == "rge":
+        return n_samples if value_known else n_samples + 1
+    return 2 * n_samples
 
 
 def _normalized(value):
@@ -402,6 +422,50 @@ class _BaseHybridNet(BaseEstimator):
 
         return step
 
+    def _step_queries(self, batch, **settings):
+        """Device queries of one training step on ``batch`` samples (forward pass and
+        zeroth-order estimates; the surrogate's upkeep is small beside them), with the
+        ``QUERY_COST_PARAMETERS`` given in ``settings``."""
+        layers = self._device_layers()
+        if self.training == "bp_free":  # every evaluation runs the batch through every device
+            dim = sum(p.numel() for p in self.module_.parameters() if p.requires_grad)
+            evaluations = _zo_evaluations(settings["zo_estimator"], settings["zo_samples"], dim,
+                                          value_known=False)
+            return evaluations * batch * len(layers)
+        total = 0
+        for layer in layers:
+            rows = batch
+            if layer.batch_compression:  # see BlackBoxLayer: K = G^T X's directions
+                exact = min(batch, layer.in_features, layer.out_features)
+                rank = settings["zo_batch_rank"]
+                rows = exact if rank is None else min(rank, exact)
+            total += batch + rows * _zo_evaluations(settings["zo_estimator"],
+                                                    settings["zo_samples"], layer.params.numel(),
+                                                    value_known=True)
+        return total
+
+    def _warn_query_cost(self, n_samples):
+        """Warn when the zeroth-order settings cost over ``QUERY_COST_WARNING_FACTOR`` times the
+        defaults' device queries per step (the twin of ``training="backprop"`` spends none on
+        them)."""
+        if self.training == "backprop":
+            return
+        defaults = inspect.signature(type(self).__init__).parameters
+        chosen = {name: getattr(self, name) for name in QUERY_COST_PARAMETERS}
+        default = {name: defaults[name].default for name in QUERY_COST_PARAMETERS}
+        batch = min(int(self.batch_size), n_samples)
+        queries, reference = self._step_queries(batch, **chosen), \
+            self._step_queries(batch, **default)
+        if queries > QUERY_COST_WARNING_FACTOR * reference:
+            named = ", ".join(f"{name}={value!r}" for name, value in chosen.items()
+                              if value != default[name])
+            when = " once it switches to CGE" if self.zo_estimator == "hybrid" else ""
+            warnings.warn(f"{named} costs about {queries:,} device queries per training step"
+                          f"{when}, "
+                          f"{queries / reference:,.0f}x the {reference:,} of the default "
+                          f"zeroth-order settings; see the cost table of the user guide "
+                          f"(in-situ training)", UserWarning, stacklevel=4)
+
     def _configure_device_layers(self):
         """Give every device layer the estimator's retry and timeout settings."""
         for layer in self._device_layers():
@@ -502,6 +566,8 @@ class _BaseHybridNet(BaseEstimator):
                     # Part of the set-up: a device that fails here leaves the estimator as it was.
                     calibration_start = time.perf_counter()
                     twins = self._calibrated_twins()
+        if not (incremental and continuing):  # once per fit, and on partial_fit's first call
+            self._warn_query_cost(len(X))
         if device != self._device:
             self._move_to(device)
         if incremental:
@@ -669,9 +735,15 @@ _PARAMETERS_DOC = """
         per epoch; once the monitored quantity (validation score with ``early_stopping``,
         else training loss) has not improved for ``max(1, n_iter_no_change // 4)`` epochs,
         CGE skipping half the coordinates at 0.2x the base rates, x0.1 ten epochs later
-        (``switched_at_`` records the switch epoch).
+        (``switched_at_`` records the switch epoch). Cost: "central_rge" and "sign_rge" take
+        twice the queries of "rge"; "cge" perturbs every device parameter one at a time,
+        ``2 n_params`` evaluations (on the default 64 x 64 MZI mesh about 129,000 device
+        queries per step against about 240 for "rge"; "hybrid" half that after its switch). A
+        fit whose settings cost over 100x the default step's device queries warns once.
     zo_samples : int, default=10
-        Random directions per step.
+        Random directions per step; the zeroth-order queries grow in proportion
+        (``zo_samples=100``: about 1,600 device queries per step on the default network,
+        7x the default's).
     zo_smoothing : float or "auto", default="auto"
         Finite-difference step of the zeroth-order estimates. "auto" derives each device's step
         from its declared phase quantization and noise

@@ -1,5 +1,7 @@
 """``hybridnet.calibrate``, ``BlackBoxLayer.using`` and ``training="calibrated_twin"``."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -27,6 +29,18 @@ def test_recovers_the_phase_offsets_of_an_slm():
     torch.testing.assert_close(twin.fabrication_offsets, chip.fabrication_offsets, atol=1e-4,
                                rtol=0)
     assert twin.calibration_error < 1e-4 < 0.1 < twin.calibration_error_before
+
+
+def test_a_fit_that_cannot_match_the_device_warns_and_a_good_one_does_not():
+    # 50 % detector noise: no setting of the offsets brings the twin within 0.1 of the answers
+    noisy = MZIMesh(6, 6, fabrication_error=0.2, detector_noise=0.5, seed=0)
+    with pytest.warns(UserWarning, match="MZIMesh left a relative error of 0\\.[4-9]"):
+        twin = calibrate(noisy, noisy.nominal_twin(), seed=0)
+    assert twin.calibration_error > 0.1
+    chip = MZIMesh(6, 6, fabrication_error=0.2, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        calibrate(chip, chip.nominal_twin(), seed=0)
 
 
 def test_lossy_mzi_twin_predicts_the_chip_and_costs_exactly_its_queries():

@@ -337,6 +337,25 @@ def test_invalid_hyperparameters_are_refused_in_fit(iris, params, message):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
+def test_costly_zeroth_order_settings_warn_once_with_the_measured_cost(digits):
+    X, _, y, _ = digits
+    X, y = X[:128], y[:128]  # two steps of 64
+    costly = HybridNetClassifier(zo_estimator="cge", max_iter=1, random_state=0)
+    with pytest.warns(UserWarning, match="zo_estimator='cge' costs about") as record:
+        costly.fit(X, y)
+    warned = [w for w in record if "device queries per training step" in str(w.message)]
+    assert len(warned) == 1
+    # the estimate is the queries the step really spent: the 64 x 64 mesh's 4,032 phases
+    # perturbed both ways, each with 16 batch directions, plus the forward pass
+    estimate = int(str(warned[0].message).split("about ")[1].split(" ")[0].replace(",", ""))
+    assert estimate == 64 + 2 * 4032 * 16
+    assert abs(costly.n_device_queries_ / 2 - estimate) < 0.01 * estimate
+    with warnings.catch_warnings():  # 7x the default, and the twin: no warning
+        warnings.simplefilter("error")
+        for options in ({"zo_samples": 100}, {"zo_estimator": "cge", "training": "backprop"}):
+            HybridNetClassifier(max_iter=1, random_state=0, **options).fit(X, y)
+
+
 def test_cuda_refused_clearly_without_a_gpu(iris):
     X, y = iris
     with pytest.raises(ValueError, match="CUDA is not available"):
