@@ -65,6 +65,21 @@ def detect_linearity(black_box, params, generator, rtol=1e-3, query=None):
     Returns
     -------
     bool
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.layers import detect_linearity
+    >>> from hybridnet.physical import MZIMesh
+    >>> generator = torch.Generator().manual_seed(0)
+    >>> coherent = MZIMesh(4, 4, seed=0)  # reads Re(U x): linear in x
+    >>> detect_linearity(coherent, coherent.initial_params(generator), generator)
+    True
+    >>> coherent.n_queries  # five input vectors, one device call
+    5
+    >>> intensity = MZIMesh(4, 4, output="intensity", seed=0)  # reads |U x|^2
+    >>> detect_linearity(intensity, intensity.initial_params(generator), generator)
+    False
     """
     x1, x2 = randn((2, black_box.in_features), generator, dtype=params.dtype,
                    device=params.device)

@@ -61,6 +61,22 @@ class DeviceGain(nn.Module):
     ----------
     gain : torch.nn.Parameter
         (out_features,), digital.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet import BlackBoxLayer
+    >>> from hybridnet.models import DeviceGain
+    >>> from hybridnet.physical import MRRBank
+    >>> layer = BlackBoxLayer(MRRBank(16, 4, seed=0), seed=0)
+    >>> mapped = DeviceGain(layer, torch.Generator().manual_seed(0))
+    >>> mapped.gain.shape, layer.device_queries()  # the scale measurement's queries
+    (torch.Size([4]), 32)
+    >>> x = torch.randn(32, 16, generator=torch.Generator().manual_seed(0))  # the same inputs
+    >>> with torch.no_grad():
+    ...     rms = mapped(x).square().mean().sqrt()
+    >>> round(float(rms) * 3 ** 0.5, 4)  # outputs of nn.Linear's scale, 1 / sqrt(3)
+    1.0
     """
 
     def __init__(self, layer, generator=None):
@@ -136,7 +152,26 @@ def device_layer(device, in_features, out_features, *, device_options=None, laye
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head causal self-attention (one fused query/key/value map, then the output map)."""
+    """Multi-head causal self-attention (one fused query/key/value map, then the output map).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.models import CausalSelfAttention
+    >>> _ = torch.manual_seed(0)
+    >>> attention = CausalSelfAttention(16, n_heads=4)
+    >>> x = torch.randn(2, 6, 16)
+    >>> y = attention(x)
+    >>> y.shape
+    torch.Size([2, 6, 16])
+    >>> changed = x.clone()
+    >>> changed[:, 3:] = torch.randn(2, 3, 16)  # new positions 3, 4 and 5
+    >>> y_changed = attention(changed)
+    >>> torch.allclose(y_changed[:, :3], y[:, :3])  # positions 0..2 see only 0..2
+    True
+    >>> torch.allclose(y_changed[:, 3:], y[:, 3:])
+    False
+    """
 
     def __init__(self, width, n_heads):
         super().__init__()
@@ -155,7 +190,23 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``."""
+    """Pre-norm transformer block: ``x + attn(norm(x))``, then ``x + mlp(norm(x))``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.models import Block, device_layer
+    >>> _ = torch.manual_seed(0)
+    >>> block = Block(16, 4, 64, up=torch.nn.Linear(16, 64), down=device_layer("slm", 64, 16))
+    >>> x = torch.randn(2, 5, 16)
+    >>> block(x).shape
+    torch.Size([2, 5, 16])
+    >>> digital = Block(16, 4, 64, up=torch.nn.Linear(16, 64), down=torch.nn.Linear(64, 16))
+    >>> for last in (digital.attention.out, digital.down):  # both branches answer zero
+    ...     _ = torch.nn.init.zeros_(last.weight), torch.nn.init.zeros_(last.bias)
+    >>> torch.equal(digital(x), x)  # leaving the residual stream
+    True
+    """
 
     def __init__(self, width, n_heads, mlp_width, up, down):
         super().__init__()
@@ -263,7 +314,24 @@ def _conv_stage(in_channels, channels):
 
 
 class ChannelMix(nn.Module):
-    """A 1x1 convolution as a map over the channels of each pixel, (B, C, H, W) -> (B, C', H, W)."""
+    """A 1x1 convolution as a map over the channels of each pixel, (B, C, H, W) -> (B, C', H, W).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.models import ChannelMix, device_layer
+    >>> _ = torch.manual_seed(0)
+    >>> linear = torch.nn.Linear(8, 4)
+    >>> x = torch.randn(2, 8, 5, 5)
+    >>> ChannelMix(linear)(x).shape
+    torch.Size([2, 4, 5, 5])
+    >>> conv = torch.nn.functional.conv2d(x, linear.weight[:, :, None, None], linear.bias)
+    >>> torch.allclose(ChannelMix(linear)(x), conv, atol=1e-6)
+    True
+    >>> mix = ChannelMix(device_layer("mrr", 8, 8, gain=False))
+    >>> mix(x).shape, mix.layer.device_queries()  # one query per pixel: 2 * 5 * 5
+    (torch.Size([2, 8, 5, 5]), 50)
+    """
 
     def __init__(self, layer):
         super().__init__()

@@ -20,7 +20,22 @@ DEVICES = {"mzi": MZIMesh, "mrr": MRRBank, "slm": SLM, "usv": USVMesh}
 
 
 class Sine(nn.Module):
-    """``sin(x)``, the activation of sinusoidal PINNs."""
+    """``sin(x)``, the activation of sinusoidal PINNs.
+
+    Examples
+    --------
+    >>> import math
+    >>> import torch
+    >>> from hybridnet.network import Sine, build_mlp
+    >>> Sine()(torch.tensor([0.0, math.pi / 2])).tolist()
+    [0.0, 1.0]
+    >>> build_mlp(2, 1, (8,), activation="sin")  # what activation="sin" puts in a network
+    Sequential(
+      (0): Linear(in_features=2, out_features=8, bias=True)
+      (1): Sine()
+      (2): Linear(in_features=8, out_features=1, bias=True)
+    )
+    """
 
     def forward(self, x):
         return torch.sin(x)
@@ -31,12 +46,39 @@ ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid,
 
 
 def default_physical_positions(n_maps):
-    """The maps between hidden layers: indices 1 .. n_maps - 2 of the n_maps linear maps."""
+    """The maps between hidden layers: indices 1 .. n_maps - 2 of the n_maps linear maps.
+
+    Examples
+    --------
+    Three hidden layers make four linear maps; the input map (0) and the output map (3) stay
+    digital.
+
+    >>> from hybridnet.network import default_physical_positions
+    >>> default_physical_positions(4)
+    [1, 2]
+    >>> default_physical_positions(2)  # one hidden layer: no map between hidden layers
+    []
+    """
     return list(range(1, n_maps - 1))
 
 
 def make_device(spec, in_features, out_features, options, seed):
-    """A black box for one position from a name ("mzi", "mrr", "slm", "usv") or an instance."""
+    """A black box for one position from a name ("mzi", "mrr", "slm", "usv") or an instance.
+
+    Examples
+    --------
+    >>> from hybridnet.network import make_device
+    >>> from hybridnet.physical import MRRBank
+    >>> make_device("mzi", 4, 4, {"phase_bits": 8}, seed=0)
+    MZIMesh(in_features=4, out_features=4, n_params=12, phase_bits=8)
+    >>> bank = MRRBank(4, 4, seed=0)
+    >>> make_device(bank, 4, 4, None, seed=0) is bank  # an instance is copied
+    False
+    >>> make_device(bank, 4, 8, None, seed=0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+        ...
+    ValueError: physical_layer MRRBank maps 4 -> 4 features, but its position ... maps 4 -> 8; ...
+    """
     if isinstance(spec, BlackBox):
         if (spec.in_features, spec.out_features) != (in_features, out_features):
             raise ValueError(f"physical_layer {spec.name} maps {spec.in_features} -> "

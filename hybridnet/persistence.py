@@ -251,6 +251,24 @@ def load(path, **objects):
     ------
     ValueError
         When the file is not a hybridnet model, or an object it needs was not given.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from sklearn.datasets import load_iris
+    >>> from hybridnet import HybridNetClassifier, load, save
+    >>> X, y = load_iris(return_X_y=True)
+    >>> X, y = X[::5], y[::5]  # 30 rows, 10 per class
+    >>> clf = HybridNetClassifier(hidden_layer_sizes=(8,), max_iter=1, physical_layer=None,
+    ...                           random_state=0).fit(X, y)
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     path = os.path.join(folder, "iris.hnet")
+    ...     save(clf, path)
+    ...     loaded = load(path)
+    >>> type(loaded).__name__, loaded.n_features_in_, loaded.classes_.tolist()
+    ('HybridNetClassifier', 4, [0, 1, 2])
+    >>> bool((loaded.predict(X) == clf.predict(X)).all())
+    True
     """
     try:
         with zipfile.ZipFile(path) as archive:

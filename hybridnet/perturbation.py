@@ -72,6 +72,22 @@ def supports_batched_forward(module, inputs):
 
     An ``nn.Sequential`` of ``nn.Linear``, :class:`~hybridnet.TTLinear` and elementwise
     activations with one (B, features) input and no tied parameters.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from hybridnet.perturbation import supports_batched_forward
+    >>> inputs = (torch.zeros(5, 3),)
+    >>> supports_batched_forward(nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)),
+    ...                          inputs)
+    True
+    >>> supports_batched_forward(nn.Sequential(nn.Linear(3, 4), nn.Softmax(dim=1)),
+    ...                          inputs)  # Softmax mixes the units: not elementwise
+    False
+    >>> tied = nn.Linear(3, 3)
+    >>> supports_batched_forward(nn.Sequential(tied, nn.ReLU(), tied), inputs)
+    False
     """
     return _is_layered(module, inputs, nn.Linear | TTLinear)
 
@@ -285,6 +301,28 @@ class CoordinateEvaluator:
         Extra arguments of ``loss_fn``.
     params : sequence of torch.nn.Parameter
         The parameters, in the order of the flat vector the coordinates index.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from hybridnet.perturbation import CoordinateEvaluator
+    >>> generator = torch.Generator().manual_seed(0)
+    >>> model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+    >>> x = torch.randn(6, 3, generator=generator, dtype=torch.float64)
+    >>> target = torch.zeros(6, 1, dtype=torch.float64)
+    >>> params = list(model.parameters())  # 12 + 4 + 4 + 1 = 21 coordinates
+    >>> CoordinateEvaluator.supports(model, (x,))
+    True
+    >>> evaluator = CoordinateEvaluator(model, nn.functional.mse_loss, x, (target,), params)
+    >>> values = evaluator.evaluate(torch.arange(21), 1e-3)
+    >>> values.shape
+    torch.Size([21])
+    >>> with torch.no_grad():  # coordinate 5 is the first layer's weight[1, 2]
+    ...     model[0].weight[1, 2] += 1e-3
+    ...     expected = nn.functional.mse_loss(model(x), target)
+    >>> bool(torch.isclose(values[5], expected))
+    True
     """
 
     def __init__(self, module, loss_fn, inputs, targets, params):

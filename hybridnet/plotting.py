@@ -44,6 +44,26 @@ def plot_learning_curves(estimators, path=None, *, title=None):
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> from sklearn.datasets import load_iris
+    >>> from hybridnet import HybridNetClassifier
+    >>> from hybridnet.plotting import plot_learning_curves
+    >>> X, y = load_iris(return_X_y=True)
+    >>> digital = HybridNetClassifier(hidden_layer_sizes=(8,), max_iter=2, physical_layer=None,
+    ...                               random_state=0).fit(X, y)
+    >>> figure = plot_learning_curves({"digital": digital})
+    >>> len(figure.axes), figure.axes[0].get_ylabel()  # no device, no validation: one panel
+    (1, 'training loss')
+    >>> plt.close(figure)
+    >>> validated = HybridNetClassifier(hidden_layer_sizes=(8,), max_iter=2, physical_layer=None,
+    ...                                 early_stopping=True, random_state=0).fit(X, y)
+    >>> figure = plot_learning_curves({"digital": digital, "validated": validated})
+    >>> [(axis.get_ylabel(), len(axis.lines)) for axis in figure.axes]  # lines per panel
+    [('training loss', 2), ('validation score', 1)]
+    >>> plt.close(figure)
     """
     plt = _pyplot()
     histories = {label: estimator.history_ for label, estimator in estimators.items()}

@@ -65,6 +65,23 @@ def best_rank_factors(matrix, rank):
     Returns
     -------
     U, S, V : torch.Tensor
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.surrogate import best_rank_factors
+    >>> generator = torch.Generator().manual_seed(0)
+    >>> matrix = torch.randn(6, 4, generator=generator, dtype=torch.float64)
+    >>> U, S, V = best_rank_factors(matrix, 2)
+    >>> U.shape, S.shape, V.shape
+    (torch.Size([6, 2]), torch.Size([2, 2]), torch.Size([2, 4]))
+    >>> eye = torch.eye(2, dtype=torch.float64)
+    >>> torch.allclose(U.T @ U, eye), torch.allclose(V @ V.T, eye)
+    (True, True)
+    >>> # Eckart-Young: the error is that of the dropped singular values
+    >>> error = torch.linalg.norm(matrix - U @ S @ V)
+    >>> bool(torch.isclose(error, torch.linalg.svdvals(matrix)[2:].norm()))
+    True
     """
     tall = matrix.shape[0] >= matrix.shape[1]
     gram = matrix.T @ matrix if tall else matrix @ matrix.T
@@ -114,6 +131,27 @@ class LowRankSurrogate(nn.Module):
         Device queries spent by the surrogate.
     requeries : bool
         Whether updates re-query the full matrix (resolved from ``update``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet import LowRankSurrogate
+    >>> generator = torch.Generator().manual_seed(0)
+    >>> left = torch.randn(5, 3, generator=generator, dtype=torch.float64)
+    >>> right = torch.randn(3, 8, generator=generator, dtype=torch.float64)
+    >>> device = {"A": left @ right}  # a rank-3 device matrix, 8 inputs -> 5 outputs
+    >>> def query(inputs):  # the surrogate sees the device only through its answers
+    ...     return inputs @ device["A"].T
+    >>> surrogate = LowRankSurrogate(8, 5, rank=3, generator=generator).double()
+    >>> surrogate.build(query)  # init="svd": one query per input (the identity)
+    >>> surrogate.n_queries, torch.allclose(surrogate.matrix(), device["A"])
+    (8, True)
+    >>> device["A"] = 2 * device["A"]  # the device parameters moved
+    >>> surrogate.update(query)
+    >>> surrogate.requeries, surrogate.n_queries, torch.allclose(surrogate.matrix(), device["A"])
+    (True, 16, True)
+    >>> surrogate.input_gradient(torch.ones(4, 5, dtype=torch.float64)).shape
+    torch.Size([4, 8])
     """
 
     def __init__(self, in_features, out_features, rank, *, n_probes=None, init="svd",

@@ -61,6 +61,23 @@ class TrainingState:
     interrupted : bool
         True when a step raised (device failure, ``KeyboardInterrupt``); ``on_train_end``
         then runs before the exception propagates.
+
+    Examples
+    --------
+    >>> import math
+    >>> import warnings
+    >>> import torch
+    >>> from hybridnet.training import History, TrainingState, train_epochs
+    >>> state = TrainingState(torch.nn.Linear(2, 1), History())
+    >>> state.stop, state.diverged, state.interrupted
+    (False, False, False)
+    >>> losses = iter([1.0, 0.5, math.nan])  # the third epoch's step diverges
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     state = train_epochs(torch.nn.Linear(2, 1), lambda batch: (next(losses), 1),
+    ...                          lambda: [0], n_epochs=5)
+    >>> state.diverged, len(state.history), caught[0].category.__name__
+    (True, 2, 'ConvergenceWarning')
     """
 
     def __init__(self, module, history):
@@ -72,7 +89,24 @@ class TrainingState:
 
 
 class Callback:
-    """Base class of training callbacks; override any of the three hooks."""
+    """Base class of training callbacks; override any of the three hooks.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.training import Callback, train_epochs
+    >>> class StopAt(Callback):  # doubles the loss into the record; stops after epoch `last`
+    ...     def __init__(self, last):
+    ...         self.last = last
+    ...     def on_epoch_end(self, state):
+    ...         record = state.history[-1]
+    ...         record["double_loss"] = 2 * record["train_loss"]
+    ...         state.stop = record["epoch"] >= self.last
+    >>> state = train_epochs(torch.nn.Linear(2, 1), lambda batch: (0.25, 1), lambda: [0, 1],
+    ...                      n_epochs=10, callbacks=[StopAt(3)])
+    >>> state.history[:, "epoch"], state.history[-1]["double_loss"]
+    ([1, 2, 3], 0.5)
+    """
 
     def on_train_begin(self, state):
         """Called once before the first epoch."""
@@ -91,6 +125,29 @@ class ValidationScore(Callback):
     ----------
     score : callable
         ``score() -> float``, evaluated with the module in eval mode and without gradients.
+
+    Examples
+    --------
+    Gradient descent on ``y = 3 x`` from ``w = 0``; each step takes ``w`` half way to 3:
+
+    >>> import torch
+    >>> from hybridnet.training import ValidationScore, train_epochs
+    >>> model = torch.nn.Linear(1, 1, bias=False)
+    >>> _ = torch.nn.init.zeros_(model.weight)
+    >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> X, y = torch.tensor([[1.0], [2.0]]), torch.tensor([[3.0], [6.0]])
+    >>> def step(batch):
+    ...     optimizer.zero_grad()
+    ...     loss = (model(X) - y).square().mean()
+    ...     loss.backward()
+    ...     optimizer.step()
+    ...     return loss.item(), len(X)
+    >>> def score():  # negative mean squared error, higher is better
+    ...     return -(model(X) - y).square().mean().item()
+    >>> state = train_epochs(model, step, lambda: [0], n_epochs=3,
+    ...                      callbacks=[ValidationScore(score)])
+    >>> [round(value, 3) for value in state.history[:, "valid_score"]]  # w = 1.5, 2.25, 2.625
+    [-5.625, -1.406, -0.352]
     """
 
     def __init__(self, score):
@@ -114,6 +171,27 @@ class Monitor(Callback):
         Record key.
     sign : float, default=1
         -1 turns a score (higher is better) into a loss.
+
+    Examples
+    --------
+    Halve the learning rate whenever the training loss does not improve:
+
+    >>> import torch
+    >>> from hybridnet.training import Monitor, train_epochs
+    >>> model = torch.nn.Linear(2, 1)
+    >>> optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    >>> plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=0)
+    >>> losses = iter([1.0, 0.5, 0.5, 0.5])
+    >>> state = train_epochs(model, lambda batch: (next(losses), 1), lambda: [0], n_epochs=4,
+    ...                      callbacks=[Monitor(plateau.step, "train_loss")])
+    >>> optimizer.param_groups[0]["lr"]  # halved after epochs 3 and 4
+    0.25
+    >>> seen = []
+    >>> scores = iter([0.5, 0.75])
+    >>> state = train_epochs(model, lambda batch: (next(scores), 1), lambda: [0], n_epochs=2,
+    ...                      callbacks=[Monitor(seen.append, "train_loss", sign=-1)])
+    >>> seen
+    [-0.5, -0.75]
     """
 
     def __init__(self, fn, key, sign=1.0):
@@ -148,6 +226,27 @@ class EarlyStopping(Callback):
         Best monitored value seen.
     best_epoch : int
         Epoch (1-based) where it was seen.
+
+    Examples
+    --------
+    The loss stops improving after epoch 3; with ``patience=2`` training stops after epoch 5
+    and the weights of epoch 3 come back:
+
+    >>> import torch
+    >>> from hybridnet.training import EarlyStopping, train_epochs
+    >>> model = torch.nn.Linear(1, 1)
+    >>> _ = torch.nn.init.zeros_(model.weight)
+    >>> losses = iter([1.0, 0.5, 0.25, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3])
+    >>> def step(batch):
+    ...     with torch.no_grad():
+    ...         model.weight += 1  # the weight counts the epochs
+    ...     return next(losses), 1
+    >>> stopper = EarlyStopping(patience=2, restore_best=True)
+    >>> state = train_epochs(model, step, lambda: [0], n_epochs=10, callbacks=[stopper])
+    >>> len(state.history), stopper.best_epoch, stopper.best_value
+    (5, 3, 0.25)
+    >>> model.weight.item()  # restored from epoch 3
+    3.0
     """
 
     def __init__(self, monitor="train_loss", lower_is_better=True, tol=1e-4, patience=10,
@@ -187,6 +286,22 @@ class ProgressBar(Callback):
     ----------
     total : int
         Number of epochs planned.
+
+    Examples
+    --------
+    The bar writes to ``sys.stderr``:
+
+    >>> import contextlib
+    >>> import io
+    >>> import torch
+    >>> from hybridnet.training import ProgressBar, train_epochs
+    >>> output = io.StringIO()
+    >>> with contextlib.redirect_stderr(output):
+    ...     state = train_epochs(torch.nn.Linear(2, 1), lambda batch: (0.25, 1), lambda: [0],
+    ...                          n_epochs=3, callbacks=[ProgressBar(3)])
+    >>> text = output.getvalue()
+    >>> "3/3" in text, "loss=0.25" in text, "queries=0" in text
+    (True, True, True)
     """
 
     def __init__(self, total):
@@ -214,7 +329,23 @@ class ProgressBar(Callback):
 
 def count_device_queries(module):
     """Total queries served by the devices of every BlackBoxLayer in ``module`` (a twin that a
-    layer is :meth:`~hybridnet.BlackBoxLayer.using` is not a device)."""
+    layer is :meth:`~hybridnet.BlackBoxLayer.using` is not a device).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet import BlackBoxLayer
+    >>> from hybridnet.physical import SLM
+    >>> from hybridnet.training import count_device_queries
+    >>> model = torch.nn.Sequential(BlackBoxLayer(SLM(4, 3, seed=0), seed=0), torch.nn.ReLU(),
+    ...                             BlackBoxLayer(SLM(3, 2, seed=1), seed=1))
+    >>> count_device_queries(model)
+    0
+    >>> with torch.no_grad():
+    ...     _ = model(torch.randn(5, 4))
+    >>> count_device_queries(model)  # 5 vectors through each of the two devices
+    10
+    """
     return sum(layer.device_queries() for layer in module.modules()
                if isinstance(layer, BlackBoxLayer))
 
@@ -246,6 +377,36 @@ def train_epochs(module, step, batches, n_epochs, *, callbacks=(), history=None,
     Returns
     -------
     TrainingState
+
+    Examples
+    --------
+    Least squares with SGD over mini-batches of 16 of 64 samples:
+
+    >>> import torch
+    >>> from hybridnet.training import train_epochs
+    >>> _ = torch.manual_seed(0)
+    >>> X = torch.randn(64, 3)
+    >>> y = X @ torch.tensor([1.0, -2.0, 0.5])
+    >>> model = torch.nn.Linear(3, 1)
+    >>> optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> def step(batch):
+    ...     optimizer.zero_grad()
+    ...     loss = (model(X[batch]).squeeze(1) - y[batch]).square().mean()
+    ...     if not torch.isfinite(loss):  # leave the weights alone; the loop stops
+    ...         return loss.item(), len(batch)
+    ...     loss.backward()
+    ...     optimizer.step()
+    ...     return loss.item(), len(batch)
+    >>> def batches():
+    ...     return torch.randperm(len(X)).split(16)
+    >>> state = train_epochs(model, step, batches, n_epochs=20)
+    >>> len(state.history), state.stop, state.diverged
+    (20, False, False)
+    >>> state.history[-1]["train_loss"] < 0.01 * state.history[0]["train_loss"]
+    True
+    >>> state = train_epochs(model, step, batches, n_epochs=5, history=state.history)
+    >>> state.history[-1]["epoch"]  # continued training appends epochs 21 to 25
+    25
     """
     state = TrainingState(module, History() if history is None else history)
     first_epoch = len(state.history) + 1
@@ -296,6 +457,26 @@ def restored_on_error(estimator):
 
     The block (validation and set-up of a fit) only ever replaces attributes, never changes
     an attribute's object in place, so a shallow copy of ``__dict__`` is a full snapshot.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from hybridnet.training import restored_on_error
+    >>> estimator = SimpleNamespace(alpha=1.0)
+    >>> try:
+    ...     with restored_on_error(estimator):
+    ...         estimator.alpha = 2.0
+    ...         estimator.coef_ = [0.5]
+    ...         raise ValueError("bad input")
+    ... except ValueError as error:
+    ...     print(error)
+    bad input
+    >>> estimator.alpha, hasattr(estimator, "coef_")  # as before the block
+    (1.0, False)
+    >>> with restored_on_error(estimator):  # without an exception the changes stay
+    ...     estimator.alpha = 3.0
+    >>> estimator.alpha
+    3.0
     """
     snapshot = dict(estimator.__dict__)
     try:

@@ -46,6 +46,20 @@ class ZOEstimate:
     value : torch.Tensor
         The function's value at the point: exact for "rge" (evaluated there), the mean of the
         symmetric pairs for the others (exact up to O(smoothing^2), at no extra evaluation).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.zeroth_order import ZOEstimate, zo_gradient
+    >>> slope = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    >>> estimate = zo_gradient(lambda points: points @ slope, torch.ones(2, dtype=torch.float64),
+    ...                        n_samples=4, generator=torch.Generator().manual_seed(0))
+    >>> isinstance(estimate, ZOEstimate), estimate.gradient.shape
+    (True, torch.Size([2]))
+    >>> estimate.n_evaluations  # "rge": 4 directions and the point itself
+    5
+    >>> round(float(estimate.value), 6)  # f(1, 1) = 1 - 2
+    -1.0
     """
 
     gradient: torch.Tensor
@@ -71,6 +85,20 @@ def sample_directions(n_samples, dim, distribution, generator, *, dtype, device)
     -------
     torch.Tensor
         Shape (n_samples, dim).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.zeroth_order import sample_directions
+    >>> generator = torch.Generator().manual_seed(0)
+    >>> sphere = sample_directions(5, 4, "sphere", generator, dtype=torch.float64, device="cpu")
+    >>> sphere.shape
+    torch.Size([5, 4])
+    >>> torch.allclose(sphere.norm(dim=1), torch.full((5,), 2.0, dtype=torch.float64))  # sqrt(4)
+    True
+    >>> signs = sample_directions(3, 4, "rademacher", generator, dtype=torch.float32, device="cpu")
+    >>> sorted(signs.unique().tolist())
+    [-1.0, 1.0]
     """
     if distribution not in DISTRIBUTIONS:
         raise ValueError(f"distribution must be one of {DISTRIBUTIONS}, got {distribution!r}")

@@ -77,6 +77,18 @@ def test_autograd_is_exact(points):
     torch.testing.assert_close(d.laplacian(), second.sum(dim=1))
 
 
+def test_autograd_gives_zero_second_derivatives_for_a_linear_and_a_constant_u(points):
+    linear = AutogradDerivatives().evaluate(lambda x: x @ torch.tensor(
+        [[2.0], [-1.0], [0.5]], dtype=x.dtype), points, space_axes=[0, 1, 2])
+    torch.testing.assert_close(linear.grad(), torch.tensor([2.0, -1.0, 0.5], dtype=points.dtype)
+                               .expand(len(points), 3))
+    torch.testing.assert_close(linear.laplacian(), torch.zeros(len(points), dtype=points.dtype))
+    constant = AutogradDerivatives().evaluate(
+        lambda x: torch.ones(len(x), 1, dtype=x.dtype), points, space_axes=[0])
+    torch.testing.assert_close(constant.grad(), torch.zeros(len(points), 1, dtype=points.dtype))
+    torch.testing.assert_close(constant.diff2(0), torch.zeros(len(points), dtype=points.dtype))
+
+
 def test_finite_differences_in_one_batched_call(points):
     calls = []
 

@@ -22,11 +22,57 @@ from torch import nn
 
 
 class BlackBoxError(RuntimeError):
-    """A black box raised, or returned something unusable (wrong shape, NaN or inf)."""
+    """A black box raised, or returned something unusable (wrong shape, NaN or inf).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.physical import BlackBoxError, FunctionBlackBox
+    >>> def driver(x, params):
+    ...     raise OSError("detector not connected")
+    >>> box = FunctionBlackBox(driver, 2, 2, init_params=[0.0])
+    >>> try:
+    ...     box(torch.ones(1, 2), box.initial_params())
+    ... except BlackBoxError as error:
+    ...     print(error)
+    driver raised OSError: detector not connected
+    >>> blind = FunctionBlackBox(lambda x, params: x * float("nan"), 2, 2, init_params=[0.0],
+    ...                          name="blind")
+    >>> blind(torch.ones(1, 2), blind.initial_params())
+    Traceback (most recent call last):
+        ...
+    hybridnet.physical.base.BlackBoxError: blind returned 2 NaN and 0 infinite values out of 2
+    """
 
 
 class DeviceTimeoutError(BlackBoxError):
-    """A device did not answer a query within ``device_timeout`` seconds."""
+    """A device did not answer a query within ``device_timeout`` seconds.
+
+    Examples
+    --------
+    :class:`~hybridnet.BlackBoxLayer` raises it for a call that takes longer than its
+    ``device_timeout``; once ``device_retries`` more tries have failed too, it is the cause of
+    the layer's :class:`BlackBoxError`.
+
+    >>> import threading
+    >>> import torch
+    >>> from hybridnet import BlackBoxLayer
+    >>> from hybridnet.physical import BlackBoxError, DeviceTimeoutError, FunctionBlackBox
+    >>> ready = threading.Event()
+    >>> def busy_instrument(x, params):  # answers only once `ready` is set (or after 1 s)
+    ...     ready.wait(1.0)
+    ...     return x * params
+    >>> box = FunctionBlackBox(busy_instrument, 2, 2, init_params=[1.0, 1.0])
+    >>> layer = BlackBoxLayer(box, device_timeout=0.05, device_retries=0, seed=0)
+    >>> try:
+    ...     layer.query_device(torch.ones(1, 2), layer.params.detach())
+    ... except BlackBoxError as error:
+    ...     print(isinstance(error.__cause__, DeviceTimeoutError))
+    ...     print(error.__cause__)
+    True
+    busy_instrument did not answer within device_timeout=0.05 s
+    >>> ready.set()  # the late call finishes in the background; its answer is discarded
+    """
 
 
 class BlackBox(nn.Module, abc.ABC):
@@ -70,6 +116,25 @@ class BlackBox(nn.Module, abc.ABC):
     max_smoothing : float or None
         The largest zeroth-order step before the device's response bends enough to spoil the
         estimate (its parameters' curvature scale); None when unknown.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.physical import BlackBox
+    >>> class Gains(BlackBox):  # one tunable gain per channel: y = w * x
+    ...     def __init__(self, n):
+    ...         super().__init__(n, n, n)
+    ...     def initial_params(self, generator=None):
+    ...         return torch.ones(self.n_params)
+    ...     def _query(self, x, params):  # x (settings, batch, n), params (settings, n)
+    ...         return x * params[:, None, :]
+    >>> box = Gains(3)
+    >>> box(torch.ones(2, 3), torch.tensor([1.0, 2.0, 3.0])).tolist()
+    [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]
+    >>> box(torch.ones(2, 3), torch.ones(4, 3)).shape  # four parameter settings in one request
+    torch.Size([4, 2, 3])
+    >>> box.n_queries, box.n_calls
+    (10, 2)
     """
 
     linear = True

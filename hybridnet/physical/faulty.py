@@ -23,6 +23,22 @@ class TransientDeviceError(RuntimeError):
 
     Raised inside ``FaultyBlackBox._query``; calling the box turns it into a
     :class:`~hybridnet.physical.BlackBoxError`, like any exception of a device.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.physical import (BlackBoxError, FaultyBlackBox, MZIMesh,
+    ...                                 TransientDeviceError)
+    >>> bench = FaultyBlackBox(MZIMesh(2, 2, seed=0), fail_rate=1.0, seed=0)
+    >>> try:
+    ...     bench(torch.ones(1, 2), bench.initial_params())
+    ... except BlackBoxError as error:
+    ...     print(isinstance(error.__cause__, TransientDeviceError))
+    ...     print(error)
+    True
+    Faulty(MZIMesh) raised TransientDeviceError: transient fault on MZIMesh (injected; failure 1)
+    >>> bench.n_failures, bench.device.n_calls  # the request never reached the mesh
+    (1, 0)
     """
 
 

@@ -20,6 +20,24 @@ def mzi_transfer(theta, phi):
     With ``p1 = (theta - phi) / 2`` and ``p2 = (theta + phi) / 2``:
     ``T = exp(i p2) / sqrt(2) [[sin p1 + i sin p2, -cos p1 + i cos p2],
     [cos p1 + i cos p2, sin p1 - i sin p2]]``, a unitary. Returns shape (..., 2, 2), complex.
+
+    Examples
+    --------
+    >>> import math
+    >>> import torch
+    >>> from hybridnet.physical.mzi import mzi_transfer
+    >>> theta = torch.tensor([0.0, math.pi, 1.0], dtype=torch.float64)
+    >>> phi = torch.tensor([0.0, 0.0, 2.0], dtype=torch.float64)
+    >>> T = mzi_transfer(theta, phi)
+    >>> T.shape, T.dtype
+    (torch.Size([3, 2, 2]), torch.complex128)
+    >>> eye = torch.eye(2, dtype=torch.complex128)
+    >>> torch.allclose(T @ T.mH, eye.expand(3, 2, 2))  # unitary: no light is lost
+    True
+    >>> (T[0].abs() ** 2).round(decimals=6).tolist()  # theta = 0: the cross state
+    [[0.0, 1.0], [1.0, 0.0]]
+    >>> (T[1].abs() ** 2).round(decimals=6).tolist()  # theta = pi: the bar state
+    [[1.0, 0.0], [0.0, 1.0]]
     """
     p1, p2 = (theta - phi) / 2, (theta + phi) / 2
     s1, c1, s2, c2 = torch.sin(p1), torch.cos(p1), torch.sin(p2), torch.cos(p2)

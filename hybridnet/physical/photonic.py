@@ -59,6 +59,30 @@ class PhotonicDevice(BlackBox):
         derived from it); None draws one from torch's global RNG.
     name : str, optional
         Name used in error messages.
+
+    Examples
+    --------
+    A subclass implements the ideal device, ``_transfer``, and ``initial_params``; the base
+    class applies the non-idealities to the phases before ``_transfer`` sees them.
+
+    >>> import math
+    >>> import torch
+    >>> from hybridnet.physical import PhotonicDevice
+    >>> class Attenuators(PhotonicDevice):  # one MZI attenuator per channel
+    ...     def __init__(self, n, **options):
+    ...         super().__init__(n, n, n, **options)
+    ...     def initial_params(self, generator=None):
+    ...         return torch.zeros(self.n_params)
+    ...     def _transfer(self, x, phases):  # y_k = cos(phase_k / 2)^2 x_k
+    ...         return x * torch.cos(phases[:, None, :] / 2) ** 2
+    >>> device = Attenuators(3, phase_bits=2, seed=0)  # a 2-bit DAC: steps of pi / 2
+    >>> device.parameter_resolution == math.pi / 2
+    True
+    >>> y = device(torch.ones(1, 3), torch.tensor([0.0, 1.7, math.pi]))  # 1.7 -> pi / 2
+    >>> y.round(decimals=4).tolist()
+    [[1.0, 0.5, 0.0]]
+    >>> device.heater_neighbours().tolist()
+    [[0, 1], [1, 2]]
     """
 
     def __init__(self, in_features, out_features, n_params, *, phase_bits=None, phase_noise=0.0,
@@ -179,14 +203,33 @@ class PhotonicDevice(BlackBox):
 
 
 def chain_neighbours(n, offset=0):
-    """Neighbour pairs of ``n`` heaters in one row, numbered from ``offset``: (k, k + 1)."""
+    """Neighbour pairs of ``n`` heaters in one row, numbered from ``offset``: (k, k + 1).
+
+    Examples
+    --------
+    >>> from hybridnet.physical.photonic import chain_neighbours
+    >>> chain_neighbours(4).tolist()
+    [[0, 1], [1, 2], [2, 3]]
+    >>> chain_neighbours(3, offset=10).tolist()
+    [[10, 11], [11, 12]]
+    """
     first = torch.arange(offset, offset + n - 1)
     return torch.stack([first, first + 1], 1)
 
 
 def grid_neighbours(rows, columns, offset=0):
     """Neighbour pairs of a rows x columns grid of heaters numbered row by row from ``offset``:
-    left-right and up-down neighbours, never across the end of a row."""
+    left-right and up-down neighbours, never across the end of a row.
+
+    Examples
+    --------
+    A 2 x 3 grid, heaters ``[[0, 1, 2], [3, 4, 5]]``: the pairs within each row, then the
+    columns.
+
+    >>> from hybridnet.physical.photonic import grid_neighbours
+    >>> grid_neighbours(2, 3).tolist()
+    [[0, 1], [1, 2], [3, 4], [4, 5], [0, 3], [1, 4], [2, 5]]
+    """
     index = torch.arange(rows * columns).reshape(rows, columns) + offset
     across = torch.stack([index[:, :-1].flatten(), index[:, 1:].flatten()], 1)
     down = torch.stack([index[:-1].flatten(), index[1:].flatten()], 1)
@@ -194,5 +237,19 @@ def grid_neighbours(rows, columns, offset=0):
 
 
 def linear_transfer(x, matrices):
-    """``y = A x`` for a batch per setting: x (settings, batch, n), A (settings, m, n)."""
+    """``y = A x`` for a batch per setting: x (settings, batch, n), A (settings, m, n).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.physical.photonic import linear_transfer
+    >>> generator = torch.Generator().manual_seed(0)
+    >>> x = torch.randn(2, 3, 4, generator=generator)  # 2 settings, a batch of 3, n = 4
+    >>> matrices = torch.randn(2, 5, 4, generator=generator)  # one 5 x 4 matrix per setting
+    >>> y = linear_transfer(x, matrices)
+    >>> y.shape
+    torch.Size([2, 3, 5])
+    >>> torch.allclose(y[1], x[1] @ matrices[1].T)
+    True
+    """
     return torch.einsum("pbn,pmn->pbm", x, matrices)

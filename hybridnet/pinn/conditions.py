@@ -63,6 +63,21 @@ class Condition:
     ----------
     needs_derivatives : bool
         Whether the residual uses derivatives (Neumann) or only values.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn import Box, Condition
+
+    The base class holds on the whole boundary; its residual is ``u - value``.
+
+    >>> square = Box([0, 0], [1, 1])
+    >>> condition = Condition(lambda x: x[:, 0] + x[:, 1], weight=2.0)
+    >>> x = condition.sample(square, 16, torch.Generator().manual_seed(0))
+    >>> x.shape, condition.needs_derivatives
+    (torch.Size([16, 2]), False)
+    >>> torch.allclose(condition.residual(x, x.sum(dim=1), None, square), torch.zeros(16))
+    True
     """
 
     needs_derivatives = False
@@ -135,6 +150,22 @@ class DirichletBC(_OnBoundary):
         :func:`isclose` select a face.
     weight : float, default=1.0
         Loss weight.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn import Box, DirichletBC, isclose
+
+    ``u = y^2`` on the face x = 1 of the unit square, which ``u = x y^2`` satisfies:
+
+    >>> square = Box([0, 0], [1, 1])
+    >>> right = DirichletBC(lambda x: x[:, 1] ** 2, where=lambda x: isclose(x[:, 0], 1.0))
+    >>> x = right.sample(square, 16, torch.Generator().manual_seed(0))
+    >>> bool((x[:, 0] == 1).all())
+    True
+    >>> u = x[:, 0] * x[:, 1] ** 2
+    >>> torch.allclose(right.residual(x, u, None, square), torch.zeros(16))
+    True
     """
 
 
@@ -150,6 +181,24 @@ class NeumannBC(_OnBoundary):
         :class:`DirichletBC`).
     weight : float, default=1.0
         Loss weight.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn import Box, NeumannBC, isclose
+    >>> from hybridnet.pinn.derivatives import AutogradDerivatives
+
+    ``du/dn = 2`` on the face x = 1 of the unit square, which ``u = x^2 + y`` satisfies:
+
+    >>> square = Box([0, 0], [1, 1])
+    >>> flux = NeumannBC(2.0, where=lambda x: isclose(x[:, 0], 1.0))
+    >>> x = flux.sample(square, 16, torch.Generator().manual_seed(0))
+    >>> d = AutogradDerivatives().evaluate(lambda p: p[:, 0] ** 2 + p[:, 1], x,
+    ...                                    space_axes=square.space_axes)
+    >>> flux.needs_derivatives
+    True
+    >>> torch.allclose(flux.residual(x, d.u, d, square), torch.zeros(16))
+    True
     """
 
     needs_derivatives = True
@@ -182,6 +231,30 @@ class InitialCondition(_TimeSlice):
         Prescribed u.
     weight : float, default=1.0
         Loss weight.
+
+    Examples
+    --------
+    >>> import math, torch
+    >>> from hybridnet.pinn import Box, InitialCondition
+
+    The heat equation's ``u(x, 0) = sin(pi x)``, which ``exp(-0.1 pi^2 t) sin(pi x)``
+    satisfies:
+
+    >>> rod = Box([0, 0], [1, 1], time_axis=1)
+    >>> start = InitialCondition(lambda x: torch.sin(math.pi * x[:, 0]))
+    >>> x = start.sample(rod, 16, torch.Generator().manual_seed(0))
+    >>> bool((x[:, 1] == 0).all())
+    True
+    >>> u = torch.exp(-0.1 * math.pi**2 * x[:, 1]) * torch.sin(math.pi * x[:, 0])
+    >>> torch.allclose(start.residual(x, u, None, rod), torch.zeros(16))
+    True
+
+    A domain without time has no start:
+
+    >>> start.check_domain(Box([0], [1]))
+    Traceback (most recent call last):
+    ...
+    ValueError: InitialCondition needs a domain with a time_axis, got Box([0.0], [1.0])
     """
 
 
@@ -194,6 +267,22 @@ class TerminalCondition(_TimeSlice):
         Prescribed u.
     weight : float, default=1.0
         Loss weight.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn import Box, TerminalCondition
+
+    ``u(x, y, 1) = x + y``, which ``u = x + y + 1 - t`` satisfies:
+
+    >>> cube = Box([0, 0, 0], [1, 1, 1], time_axis=2)
+    >>> end = TerminalCondition(lambda x: x[:, 0] + x[:, 1])
+    >>> x = end.sample(cube, 16, torch.Generator().manual_seed(0))
+    >>> bool((x[:, 2] == 1).all())
+    True
+    >>> u = x[:, 0] + x[:, 1] + 1 - x[:, 2]
+    >>> torch.allclose(end.residual(x, u, None, cube), torch.zeros(16), atol=1e-6)
+    True
     """
 
     at = "terminal"

@@ -144,6 +144,29 @@ class DerivativeBackend:
     ----------
     deterministic : bool
         False when the estimates depend on random draws (Stein).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn.derivatives import (DerivativeBackend, FiniteDifferences,
+    ...                                         shifted_values)
+
+    :meth:`evaluate` in its two pieces, for central differences on ``u = sin(x) t``:
+
+    >>> def f(p):
+    ...     return torch.sin(p[:, 0]) * p[:, 1]
+    >>> x = torch.tensor([[0.5, 2.0], [1.0, 3.0]], dtype=torch.float64)
+    >>> backend = FiniteDifferences(1e-3)
+    >>> isinstance(backend, DerivativeBackend), backend.deterministic
+    (True, True)
+    >>> shifts = backend.shifts(x)
+    >>> shifts.shape == (backend.evaluations_per_point(2), 2)
+    True
+    >>> d = backend.from_values(shifted_values(f, x, shifts), x, space_axes=[0])
+    >>> torch.allclose(d.diff(0), torch.cos(x[:, 0]) * x[:, 1], atol=1e-5)
+    True
+    >>> torch.allclose(backend.values(f, x), f(x))
+    True
     """
 
     deterministic = True
@@ -197,12 +220,30 @@ class DerivativeBackend:
 
 
 def shifted_points(x, shifts):
-    """The points ``x[:, None] + shifts`` as one (n * K, D) batch, point-major."""
+    """The points ``x[:, None] + shifts`` as one (n * K, D) batch, point-major.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.tensor([[0, 0], [10, 20]])
+    >>> shifts = torch.tensor([[0, 0], [1, 0], [0, 1]])
+    >>> shifted_points(x, shifts).tolist()
+    [[0, 0], [1, 0], [0, 1], [10, 20], [11, 20], [10, 21]]
+    """
     return (x.unsqueeze(1) + shifts).reshape(-1, x.shape[1])
 
 
 def shifted_values(f, x, shifts):
-    """``f`` at ``x[:, None] + shifts`` in one call, as (n, K)."""
+    """``f`` at ``x[:, None] + shifts`` in one call, as (n, K).
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.tensor([[0, 0], [10, 20]])
+    >>> shifts = torch.tensor([[0, 0], [1, 0], [0, 1]])
+    >>> shifted_values(lambda p: p.sum(dim=1), x, shifts).tolist()
+    [[0, 1, 1], [30, 31, 31]]
+    """
     return f(shifted_points(x, shifts)).reshape(len(x), -1)
 
 
@@ -211,6 +252,22 @@ class AutogradDerivatives(DerivativeBackend):
 
     It differentiates the network itself, so it has no shifted points:
     :meth:`~DerivativeBackend.shifts` raises.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn.derivatives import AutogradDerivatives
+
+    The derivatives of ``u = sin(x) t``, columns (x, t):
+
+    >>> x = torch.tensor([[0.5, 2.0], [1.0, 3.0]], dtype=torch.float64)
+    >>> d = AutogradDerivatives().evaluate(lambda p: torch.sin(p[:, 0]) * p[:, 1], x,
+    ...                                    space_axes=[0])
+    >>> s, c, t = torch.sin(x[:, 0]), torch.cos(x[:, 0]), x[:, 1]
+    >>> torch.allclose(d.u, s * t), torch.allclose(d.diff(0), c * t)
+    (True, True)
+    >>> torch.allclose(d.diff(1), s), torch.allclose(d.laplacian(), -s * t)
+    (True, True)
     """
 
     def shifts(self, x, noise=None):
@@ -223,14 +280,22 @@ class AutogradDerivatives(DerivativeBackend):
         state = {}
 
         def gradient():
-            state["g"] = torch.autograd.grad(u.sum(), x, create_graph=True)[0]
+            state["g"] = _gradient(u.sum(), x)
             return state["g"]
 
         def second(i):
             g = state["g"] if "g" in state else gradient()
-            return torch.autograd.grad(g[:, i].sum(), x, create_graph=True)[0][:, i]
+            return _gradient(g[:, i].sum(), x)[:, i]
 
         return Derivatives(u, space_axes, gradient, second, dim=x.shape[1])
+
+
+def _gradient(output, x):
+    """d output / d x, zero where output does not depend on x (the second derivatives of a
+    u that is linear in x, whose gradient autograd leaves without a graph)."""
+    if not output.requires_grad:
+        return torch.zeros_like(x)
+    return torch.autograd.grad(output, x, create_graph=True, materialize_grads=True)[0]
 
 
 class FiniteDifferences(DerivativeBackend):
@@ -241,6 +306,24 @@ class FiniteDifferences(DerivativeBackend):
     step : float
         h; the error is O(h^2) plus rounding O(eps / h^2) for second derivatives, so float32
         wants h around 1e-2 times the domain size.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn.derivatives import FiniteDifferences
+
+    The derivatives of ``u = sin(x) t``, columns (x, t), to O(h^2):
+
+    >>> fd = FiniteDifferences(1e-3)
+    >>> x = torch.tensor([[0.5, 2.0], [1.0, 3.0]], dtype=torch.float64)
+    >>> d = fd.evaluate(lambda p: torch.sin(p[:, 0]) * p[:, 1], x, space_axes=[0])
+    >>> fd.evaluations_per_point(2)
+    5
+    >>> s, c, t = torch.sin(x[:, 0]), torch.cos(x[:, 0]), x[:, 1]
+    >>> torch.allclose(d.diff(0), c * t, atol=1e-5), torch.allclose(d.diff(1), s, atol=1e-5)
+    (True, True)
+    >>> torch.allclose(d.diff2(0), -s * t, atol=1e-5)
+    True
     """
 
     def __init__(self, step):
@@ -548,7 +631,17 @@ class SparseGridDerivatives(DerivativeBackend):
 
 
 def amplification(dim, smoothing):
-    """``sum_k |w_k (|z_k|^2 - D)| / s^2``: how much the sparse grid magnifies rounding."""
+    """``sum_k |w_k (|z_k|^2 - D)| / s^2``: how much the sparse grid magnifies rounding.
+
+    Examples
+    --------
+    >>> from hybridnet.pinn.derivatives import amplification
+
+    The figures quoted in :class:`SparseGridDerivatives` (s = 0.01, D = 2 and D = 21):
+
+    >>> f"{amplification(2, 0.01):.0e}", f"{amplification(21, 0.01):.1e}"
+    ('5e+04', '1.7e+08')
+    """
     nodes, weights = _sparse_grid_rule(dim)
     return float((weights * (nodes.square().sum(dim=1) - dim)).abs().sum()) / smoothing**2
 
@@ -558,7 +651,19 @@ BACKENDS = ("autograd", "finite_difference", "stein", "sparse_grid")
 
 def make_backend(name, *, scale, smoothing=None, stein_samples=64, stein_sampling="qmc",
                  stein_control_variates=True):
-    """The back end called ``name``; ``smoothing`` (h or s) defaults to ``0.01 * scale``."""
+    """The back end called ``name``; ``smoothing`` (h or s) defaults to ``0.01 * scale``.
+
+    Examples
+    --------
+    >>> from hybridnet.pinn.derivatives import BACKENDS, make_backend
+    >>> [type(make_backend(name, scale=1.0)).__name__ for name in BACKENDS]
+    ['AutogradDerivatives', 'FiniteDifferences', 'SteinDerivatives', 'SparseGridDerivatives']
+    >>> make_backend("finite_difference", scale=2.0).step
+    0.02
+    >>> stein = make_backend("stein", scale=1.0, smoothing=0.05, stein_samples=8)
+    >>> stein.smoothing, stein.n_samples, stein.sampling
+    (0.05, 8, 'qmc')
+    """
     if name not in BACKENDS:
         raise ValueError(f"derivatives must be one of {BACKENDS}, got {name!r}")
     step = 0.01 * scale if smoothing is None else smoothing

@@ -70,6 +70,33 @@ def poisson_2d(hard_constraint=False):
     Returns
     -------
     PDE
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn import problems
+    >>> from hybridnet.pinn.derivatives import AutogradDerivatives
+
+    The exact solution satisfies the PDE and the boundary condition:
+
+    >>> pde = problems.poisson_2d()
+    >>> pde.domain, pde.conditions
+    (Box([0.0, 0.0], [1.0, 1.0]), (DirichletBC(value=0.0, weight=1.0),))
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = pde.domain.sample_interior(64, g, torch.float64)
+    >>> d = AutogradDerivatives().evaluate(pde.solution, x, space_axes=pde.domain.space_axes)
+    >>> torch.allclose(pde.residual(x, d), torch.zeros_like(x[:, 0]), atol=1e-10)
+    True
+    >>> wall, = pde.conditions
+    >>> edge = wall.sample(pde.domain, 64, g, torch.float64)
+    >>> residual = wall.residual(edge, pde.solution(edge), None, pde.domain)
+    >>> torch.allclose(residual, torch.zeros_like(residual), atol=1e-12)
+    True
+
+    With the hard constraint the boundary condition is built into u:
+
+    >>> problems.poisson_2d(hard_constraint=True).conditions
+    ()
     """
     if hard_constraint:
         return PDE(Box([0, 0], [1, 1]), _poisson_residual, solution=_poisson_solution,
@@ -169,6 +196,26 @@ def burgers_1d(viscosity=BURGERS_VISCOSITY, unknown_viscosity=None):
     Returns
     -------
     PDE
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn import problems
+
+    The reference solution satisfies the boundary and initial conditions:
+
+    >>> pde = problems.burgers_1d()
+    >>> pde.domain, [type(condition).__name__ for condition in pde.conditions]
+    (Box([-1.0, 0.0], [1.0, 1.0], time_axis=1), ['DirichletBC', 'InitialCondition'])
+    >>> g = torch.Generator().manual_seed(0)
+    >>> for condition in pde.conditions:
+    ...     x = condition.sample(pde.domain, 32, g, torch.float64)
+    ...     residual = condition.residual(x, pde.solution(x), None, pde.domain)
+    ...     print(torch.allclose(residual, torch.zeros_like(residual), atol=1e-12))
+    True
+    True
+    >>> problems.burgers_1d(unknown_viscosity=0.01).parameters
+    {'viscosity': 0.01}
     """
     unknown = unknown_viscosity is not None
     return PDE(Box([-1, 0], [1, 1], time_axis=1),
@@ -211,6 +258,25 @@ def hjb(dim=20):
     Returns
     -------
     PDE
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn import problems
+    >>> from hybridnet.pinn.derivatives import SparseGridDerivatives
+
+    In 3 space dimensions: the exact solution is the output transform of ``N = 1`` and
+    satisfies the PDE (sparse-grid derivatives are exact for this linear u):
+
+    >>> pde = problems.hjb(dim=3)
+    >>> pde.domain.dim, pde.domain.time_axis, pde.conditions
+    (4, 3, ())
+    >>> x = pde.domain.sample_interior(32, torch.Generator().manual_seed(0), torch.float64)
+    >>> torch.allclose(pde.output_transform(x, torch.ones_like(x[:, 0])), pde.solution(x))
+    True
+    >>> d = SparseGridDerivatives(0.01).evaluate(pde.solution, x, space_axes=[0, 1, 2])
+    >>> torch.allclose(pde.residual(x, d), torch.zeros_like(x[:, 0]), atol=1e-8)
+    True
     """
     return PDE(Box([0.0] * (dim + 1), [1.0] * (dim + 1), time_axis=dim), _hjb_residual,
                solution=_hjb_solution, output_transform=_hjb_transform)
@@ -265,6 +331,32 @@ def black_scholes(strike=1.0, rate=0.05, volatility=0.2, maturity=1.0, s_max=2.0
     Returns
     -------
     PDE
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn import problems
+    >>> from hybridnet.pinn.derivatives import FiniteDifferences
+
+    The Black-Scholes formula satisfies the PDE (to the O(h^2) of finite differences) and the
+    payoff and ``V(0, t) = 0`` exactly; the far boundary's value is an approximation of it:
+
+    >>> pde = problems.black_scholes()
+    >>> pde.domain, [type(condition).__name__ for condition in pde.conditions]
+    (Box([0.0, 0.0], [2.0, 1.0], time_axis=1), ['TerminalCondition', 'DirichletBC', 'DirichletBC'])
+    >>> x = torch.tensor([[0.8, 0.2], [1.0, 0.5], [1.3, 0.7]], dtype=torch.float64)
+    >>> d = FiniteDifferences(1e-3).evaluate(pde.solution, x, space_axes=[0])
+    >>> torch.allclose(pde.residual(x, d), torch.zeros(3, dtype=torch.float64), atol=1e-5)
+    True
+    >>> g = torch.Generator().manual_seed(0)
+    >>> for condition in pde.conditions:
+    ...     points = condition.sample(pde.domain, 32, g, torch.float64)
+    ...     residual = condition.residual(points, pde.solution(points), None, pde.domain)
+    ...     error = float(residual.abs().max())
+    ...     print(error == 0, error < 1e-4)
+    True True
+    True True
+    False True
     """
     return PDE(
         Box([0.0, 0.0], [s_max, maturity], time_axis=1),

@@ -116,6 +116,35 @@ class PINNLoss(nn.Module):
     coefficients : torch.nn.ParameterDict
         The PDE's unknown coefficients (``pde.parameters``), scalars starting at their initial
         values.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from hybridnet.pinn import problems
+    >>> from hybridnet.pinn.derivatives import AutogradDerivatives
+    >>> from hybridnet.pinn.solver import PINNLoss
+
+    The loss of a tiny network on Poisson's problem, at points drawn for the residual and for
+    the boundary condition:
+
+    >>> pde = problems.poisson_2d()
+    >>> _ = torch.manual_seed(0)
+    >>> network = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
+    >>> loss = PINNLoss(network, pde, AutogradDerivatives())
+    >>> g = torch.Generator().manual_seed(0)
+    >>> collocation = pde.domain.sample_interior(32, g)
+    >>> draws = [(condition.sample(pde.domain, 16, g), None) for condition in pde.conditions]
+    >>> loss.term_names(with_data=False)
+    ['the PDE residual', 'condition 0 (DirichletBC)']
+    >>> loss.terms(collocation, None, draws).shape
+    torch.Size([2])
+    >>> value = loss(collocation, None, draws)
+    >>> value.shape, bool(torch.isfinite(value))
+    (torch.Size([]), True)
+    >>> value.backward()
+    >>> network[0].weight.grad.shape
+    torch.Size([8, 2])
     """
 
     def __init__(self, network, pde, backend, data_weight=1.0, dtype=torch.float32):
