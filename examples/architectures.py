@@ -11,7 +11,8 @@ Devices inside a transformer and a CNN: ``hybridnet.models``.
    ``HybridNetClassifier(module=...)``, the hidden map of its classifier an SLM
    (``mix_device=True`` would make the 1x1 channel mixing a device too).
 
-Prints the losses, accuracies and device queries; about 15 seconds on one core. The
+Prints the losses, accuracies and device queries and plots both learning curves; about 15
+seconds on one core. The
 benchmark with Shakespeare, Fashion-MNIST and MNIST is ``benchmarks/architectures.py``.
 
 Run ``python examples/architectures.py``.
@@ -22,6 +23,7 @@ import contextlib
 import io
 import math
 
+import matplotlib.pyplot as plt
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -49,6 +51,7 @@ def language_model(steps=150, context=32):
     optimizer = torch.optim.Adam([{"params": digital, "lr": 3e-3},
                                   {"params": device, "lr": 1e-2}])
     offsets = torch.arange(context + 1)
+    bits = []
     for step in range(1, steps + 1):
         windows = ids[torch.randint(0, len(ids) - context - 1, (16,))[:, None] + offsets]
         logits = model(windows[:, :-1])
@@ -57,10 +60,12 @@ def language_model(steps=150, context=32):
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        bits.append(loss.item() / math.log(2))
         if step % 50 == 0:
-            print(f"transformer step {step}: {loss.item() / math.log(2):.2f} bits per character")
+            print(f"transformer step {step}: {bits[-1]:.2f} bits per character")
     queries = sum(m.device_queries() for m in model.modules() if isinstance(m, BlackBoxLayer))
     print(f"  {queries:,} device queries in {steps} steps (two MRR banks, 128 -> 32)")
+    return bits
 
 
 def cnn():
@@ -74,11 +79,21 @@ def cnn():
                                 random_state=0).fit(X_train, y_train)
     print(f"CNN with an SLM classifier: test accuracy {model.score(X_test, y_test):.4f}, "
           f"{model.n_device_queries_:,} device queries")
+    return model
 
 
 def main():
-    language_model()
-    cnn()
+    bits = language_model()
+    model = cnn()
+    figure, (lm_axis, cnn_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
+    lm_axis.plot(range(1, len(bits) + 1), bits)
+    lm_axis.set(xlabel="step", ylabel="bits per character (training batch)",
+                title="GPT with MRR down-projections")
+    cnn_axis.plot(model.history_[:, "epoch"], model.history_[:, "train_loss"])
+    cnn_axis.set(xlabel="epoch", ylabel="training loss", yscale="log",
+                 title="CNN with an SLM classifier")
+    figure.tight_layout()
+    plt.show()
 
 
 if __name__ == "__main__":

@@ -11,13 +11,14 @@ Three versions of the same network 64 -> 64 -> [64 x 64 layer] -> 10 are trained
 - in situ: the same mesh treated as a black box, trained from queries only (low-rank surrogate
   for the input gradient, zeroth-order estimate for the phases).
 
-Run ``bash dev.sh main`` (or ``python examples/digits_mzi.py --help``). Prints test accuracy,
-device queries and wall time for each.
+Run ``python examples/digits_mzi.py`` (``--help`` for the options). Prints test accuracy,
+device queries and wall time for each, and plots their training losses per epoch.
 """
 
 import argparse
 import time
 
+import matplotlib.pyplot as plt
 import torch
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
@@ -50,7 +51,7 @@ def build_model(training, args):
 
 
 def train(training, data, args):
-    """Train one version; return (test accuracy, device queries, seconds)."""
+    """Train one version; return (test accuracy, device queries, seconds, loss per epoch)."""
     torch.manual_seed(args.seed)
     X_train, y_train, X_test, y_test = data
     model, device_layer = build_model(training, args)
@@ -65,16 +66,21 @@ def train(training, data, args):
     loss_fn = nn.CrossEntropyLoss()
     order = torch.Generator().manual_seed(args.seed)
     start = time.perf_counter()
+    epoch_losses = []
     for _ in range(args.epochs):
+        total = 0.0
         for batch in torch.randperm(len(X_train), generator=order).split(args.batch_size):
             optimizer.zero_grad()
-            loss_fn(model(X_train[batch]), y_train[batch]).backward()
+            loss = loss_fn(model(X_train[batch]), y_train[batch])
+            loss.backward()
             optimizer.step()
             schedule.step()
+            total += loss.item() * len(batch)
+        epoch_losses.append(total / len(X_train))
     seconds = time.perf_counter() - start
     with torch.no_grad():
         accuracy = (model(X_test).argmax(1) == y_test).float().mean().item()
-    return accuracy, device_layer.black_box.n_queries, seconds
+    return accuracy, device_layer.black_box.n_queries, seconds, epoch_losses
 
 
 def main(argv=None):
@@ -97,8 +103,16 @@ def main(argv=None):
     print(f"digits, 64-{args.hidden}-[MZI {args.hidden}x{args.hidden}]-10, "
           f"{args.epochs} epochs, surrogate rank {args.rank}, {args.zo_samples} ZO samples")
     print(f"{'training':<26}{'test accuracy':>14}{'device queries':>16}{'seconds':>9}")
-    for name, accuracy, queries, seconds in rows:
+    for name, accuracy, queries, seconds, _ in rows:
         print(f"{name:<26}{accuracy:>14.4f}{queries:>16,}{seconds:>9.1f}")
+    figure, axis = plt.subplots(figsize=(6, 3.5))
+    for name, accuracy, _, _, losses in rows:
+        axis.plot(range(1, len(losses) + 1), losses, label=f"{name}: {accuracy:.3f}")
+    axis.set(xlabel="epoch", ylabel="training loss", yscale="log",
+             title="digits, 64 x 64 MZI mesh layer (legend: test accuracy)")
+    axis.legend()
+    figure.tight_layout()
+    plt.show()
 
 
 if __name__ == "__main__":
