@@ -738,8 +738,11 @@ _PARAMETERS_DOC = """
         (``switched_at_`` records the switch epoch). Cost: "central_rge" and "sign_rge" take
         twice the queries of "rge"; "cge" perturbs every device parameter one at a time,
         ``2 n_params`` evaluations (on the default 64 x 64 MZI mesh about 129,000 device
-        queries per step against about 240 for "rge"; "hybrid" half that after its switch). A
-        fit whose settings cost over 100x the default step's device queries warns once.
+        queries per step against about 240 for "rge"). With ``training="bp_free"`` every
+        evaluation runs the batch through every device: per step and device, "cge" costs
+        ``2 d`` x batch queries over the network's d parameters, "hybrid" ``d`` x batch once it
+        switches (half the coordinates). A fit whose settings cost over 100x the default
+        step's device queries warns once.
     zo_samples : int, default=10
         Random directions per step; the zeroth-order queries grow in proportion
         (``zo_samples=100``: about 1,600 device queries per step on the default network,
