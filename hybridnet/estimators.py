@@ -58,7 +58,7 @@ from .training import (
     restored_on_error,
     train_epochs,
 )
-from .zeroth_order import ESTIMATORS
+from .zeroth_order import ESTIMATORS, n_evaluations
 
 TRAININGS = ("surrogate", "backprop", "bp_free", "calibrated_twin")
 # "hybrid" (signRGE, then CGE on a plateau) trains whole networks, so only with bp_free.
@@ -95,18 +95,6 @@ QUERY_COST_PARAMETERS = ("zo_estimator", "zo_samples", "zo_batch_rank")
 
 _POSITIVE_INT = Interval(numbers.Integral, 1, None, closed="left")
 _POSITIVE_REAL = Interval(numbers.Real, 0, None, closed="neither")
-
-
-def _zo_evaluations(estimator, n_samples, dim, value_known):
-    """Function evaluations of one zeroth-order estimate over ``dim`` parameters (see
-    :mod:`hybridnet.zeroth_order`); "hybrid" counts its CGE phase, half the coordinates."""
-    if estimator == "cge":
-        return 2 * dim
-    if estimator == "hybrid":
-        return dim
-    if estimator == "rge":
-        return n_samples if value_known else n_samples + 1
-    return 2 * n_samples
 
 
 def _normalized(value):
@@ -427,11 +415,13 @@ class _BaseHybridNet(BaseEstimator):
         zeroth-order estimates; the surrogate's upkeep is small beside them), with the
         ``QUERY_COST_PARAMETERS`` given in ``settings``."""
         layers = self._device_layers()
+        estimator, skip = settings["zo_estimator"], 0.0
+        if estimator == "hybrid":  # its costly phase: CGE skipping half the coordinates
+            estimator, skip = "cge", HYBRID_CGE_SKIP
         if self.training == "bp_free":  # every evaluation runs the batch through every device
             dim = sum(p.numel() for p in self.module_.parameters() if p.requires_grad)
-            evaluations = _zo_evaluations(settings["zo_estimator"], settings["zo_samples"], dim,
-                                          value_known=False)
-            return evaluations * batch * len(layers)
+            return n_evaluations(estimator, settings["zo_samples"], dim,
+                                 coordinate_skip=skip) * batch * len(layers)
         total = 0
         for layer in layers:
             rows = batch
@@ -439,9 +429,8 @@ class _BaseHybridNet(BaseEstimator):
                 exact = min(batch, layer.in_features, layer.out_features)
                 rank = settings["zo_batch_rank"]
                 rows = exact if rank is None else min(rank, exact)
-            total += batch + rows * _zo_evaluations(settings["zo_estimator"],
-                                                    settings["zo_samples"], layer.params.numel(),
-                                                    value_known=True)
+            total += batch + rows * n_evaluations(estimator, settings["zo_samples"],
+                                                  layer.params.numel(), value_known=True)
         return total
 
     def _warn_query_cost(self, n_samples):

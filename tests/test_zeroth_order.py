@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hybridnet.zeroth_order import sample_directions, zo_gradient
+from hybridnet.zeroth_order import ESTIMATORS, n_evaluations, sample_directions, zo_gradient
 
 DIM = 8
 
@@ -143,3 +143,26 @@ def test_bad_arguments_are_refused():
         zo_gradient(f, w, distribution="cauchy")
     with pytest.raises(ValueError, match="one value per point"):
         zo_gradient(lambda p: p, w)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+@pytest.mark.parametrize("value_known", [False, True])
+def test_n_evaluations_is_what_zo_gradient_spends(estimator, value_known):
+    point = torch.zeros(7, dtype=torch.float64)
+    calls = []
+
+    def fn(points):
+        calls.append(len(points))
+        return points.sum(dim=1)
+
+    estimate = zo_gradient(fn, point, estimator=estimator, n_samples=5,
+                           generator=torch.Generator().manual_seed(0),
+                           value_at_point=torch.tensor(0.0) if value_known else None)
+    expected = n_evaluations(estimator, 5, 7, value_known=value_known)
+    assert expected == estimate.n_evaluations == sum(calls)
+
+
+def test_n_evaluations_of_skipped_coordinates_and_bad_estimators():
+    assert n_evaluations("cge", 10, 4032, coordinate_skip=0.5) == 4032
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        n_evaluations("hybrid", 10, 4)
