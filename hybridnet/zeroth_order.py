@@ -112,7 +112,7 @@ def sample_directions(n_samples, dim, distribution, generator, *, dtype, device)
 
 
 def n_evaluations(estimator, n_samples, dim, *, value_known=False, coordinate_skip=0.0):
-    """Function evaluations one :func:`zo_gradient` call makes: its cost, to plan with.
+    """Function evaluations one :func:`~hybridnet.zeroth_order.zo_gradient` call makes.
 
     On a device every evaluation is one query per input vector it is evaluated on, so this
     times the vectors per evaluation is the estimate's device queries.
