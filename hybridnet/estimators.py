@@ -43,7 +43,13 @@ from torch import nn
 
 from ._random import spawn_seeds
 from .calibration import calibrate
-from .layers import SMOOTHING_FLOOR, BlackBoxLayer, auto_smoothing, split_parameters
+from .layers import (
+    SMOOTHING_FLOOR,
+    BlackBoxLayer,
+    _zo_batch_vectors,
+    auto_smoothing,
+    split_parameters,
+)
 from .network import ACTIVATIONS, DEVICES, build_mlp
 from .optim import BatchedLoss, PlateauSwitch, ZerothOrderOptimizer
 from .physical import BlackBox
@@ -426,9 +432,8 @@ class _BaseHybridNet(BaseEstimator):
         for layer in layers:
             rows = batch
             if layer.batch_compression:  # see BlackBoxLayer: K = G^T X's directions
-                exact = min(batch, layer.in_features, layer.out_features)
-                rank = settings["zo_batch_rank"]
-                rows = exact if rank is None else min(rank, exact)
+                rows = _zo_batch_vectors(batch, layer.in_features, layer.out_features,
+                                        settings["zo_batch_rank"])
             total += batch + rows * n_evaluations(estimator, settings["zo_samples"],
                                                   layer.params.numel(), value_known=True)
         return total
@@ -450,8 +455,7 @@ class _BaseHybridNet(BaseEstimator):
                               if value != default[name])
             when = " once it switches to CGE" if self.zo_estimator == "hybrid" else ""
             warnings.warn(f"{named} costs about {queries:,} device queries per training step"
-                          f"{when}, "
-                          f"{queries / reference:,.0f}x the {reference:,} of the default "
+                          f"{when}, {queries / reference:,.0f}x the {reference:,} of the default "
                           f"zeroth-order settings; see the cost table of the user guide "
                           f"(in-situ training)", UserWarning, stacklevel=4)
 

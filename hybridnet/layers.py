@@ -174,6 +174,13 @@ class _BlackBoxFunction(torch.autograd.Function):
         return layer.query_device(x, params), 0
 
 
+def _zo_batch_vectors(batch, in_features, out_features, zo_batch_rank):
+    """Input vectors per zeroth-order evaluation of a linear device under batch compression:
+    ``min(batch, in_features, out_features, zo_batch_rank)`` (None: no rank cap)."""
+    exact = min(batch, in_features, out_features)
+    return exact if zo_batch_rank is None else min(zo_batch_rank, exact)
+
+
 def _check_int(name, value, minimum=1):
     """``value`` as a Python int (numpy integers accepted) if it is an integer >= minimum."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
@@ -585,7 +592,7 @@ class BlackBoxLayer(nn.Module):
         """
         batch, (n_out, n_in) = len(x), (self.out_features, self.in_features)
         exact = min(batch, n_out, n_in)
-        rank = exact if self.zo_batch_rank is None else min(self.zo_batch_rank, exact)
+        rank = _zo_batch_vectors(batch, n_in, n_out, self.zo_batch_rank)
         if rank == batch or not (self.batch_compression and self._is_linear()):
             return x, grad_output, (grad_output * y).sum()
         compressed = grad_output.T @ x
