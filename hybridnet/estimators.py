@@ -32,6 +32,7 @@ import time
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.model_selection import train_test_split
@@ -51,8 +52,8 @@ from .layers import (
     split_parameters,
 )
 from .network import ACTIVATIONS, DEVICES, build_mlp
-from .optim import BatchedLoss, PlateauSwitch, ZerothOrderOptimizer
-from .physical import BlackBox
+from .optim import BatchedLoss, PlateauSwitch, ZerothOrderOptimizer, pointwise_unsafe_layers
+from .physical import BlackBox, BlackBoxError
 from .surrogate import UPDATES
 from .training import (
     EarlyStopping,
@@ -231,6 +232,15 @@ class _BaseHybridNet(BaseEstimator):
                            for s in sizes)):
             raise ValueError("hidden_layer_sizes must be a positive int or a non-empty sequence "
                              f"of positive ints, got {self.hidden_layer_sizes!r}")
+        if self.device_options is not None and (not isinstance(self.physical_layer, str)
+                                                or self.module is not None):
+            built_by = ("module is given" if self.module is not None else
+                        "physical_layer is None" if self.physical_layer is None else
+                        "physical_layer is an instance")
+            raise ValueError(f"device_options={self.device_options!r} would be ignored: it "
+                             f"configures the device built from a physical_layer name, and "
+                             f"{built_by}. Configure the device instance itself, or drop "
+                             "device_options.")
         if self.zo_estimator == "hybrid" and self.training != "bp_free":
             raise ValueError("zo_estimator='hybrid' (signRGE, then CGE) trains whole networks, "
                              f"so it needs training='bp_free'; with training={self.training!r} "
@@ -304,11 +314,18 @@ class _BaseHybridNet(BaseEstimator):
                              tt_rank=self.tt_rank, seed=seed)
 
     def _check_module_output(self, module, X, n_outputs):
-        with torch.no_grad():
-            out = module(X[:2])
-        if out.dim() != 2 or out.shape[1] != n_outputs:
+        try:
+            with torch.no_grad():
+                out = module(X[:2])
+        except RuntimeError as error:
+            if isinstance(error, BlackBoxError):  # the device failed, not the shapes
+                raise
+            raise ValueError(f"module cannot take inputs of shape (n_samples, {X.shape[1]}) "
+                             f"(X has {X.shape[1]} features): {error}") from error
+        if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[1] != n_outputs:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
             raise ValueError(f"module must map (n_samples, {X.shape[1]}) inputs to "
-                             f"(n_samples, {n_outputs}) outputs, got {tuple(out.shape)}")
+                             f"(n_samples, {n_outputs}) outputs, got {shape}")
 
     def _device_layers(self):
         return [layer for layer in self.module_.modules() if isinstance(layer, BlackBoxLayer)]
@@ -509,7 +526,7 @@ class _BaseHybridNet(BaseEstimator):
         start = time.perf_counter() if start is None else start
         try:
             train_epochs(self.module_, step, batches, n_epochs, callbacks=callbacks,
-                         history=self.history_)
+                         history=self.history_, queries_before=self.n_device_queries_)
         finally:
             self.n_device_retries_ += sum(
                 layer.n_device_retries for layer in self._device_layers()) - retries_before
@@ -529,7 +546,9 @@ class _BaseHybridNet(BaseEstimator):
         self.fit_time_ = time.perf_counter() - start
 
     def _fit(self, X, y, sample_weight, *, incremental=False, classes=None):
-        """Validate everything, then train: a call that fails validation changes nothing."""
+        """Validate everything, then train: a call that fails validation changes nothing, nor
+        does a new network's training that fails before its first epoch ends."""
+        before = dict(self.__dict__)
         with restored_on_error(self):
             hidden_sizes, device = self._check_hyperparameters()
             continuing = hasattr(self, "module_") and (incremental or self.warm_start)
@@ -551,6 +570,13 @@ class _BaseHybridNet(BaseEstimator):
                 validation = (X_val, y_val)
             if not continuing:
                 self._initialize(X.shape[1], self._n_outputs(y), hidden_sizes, device)
+                unsafe = pointwise_unsafe_layers(self.module_)
+                if self.training == "bp_free" and unsafe:
+                    raise ValueError(f"training='bp_free' evaluates the loss at many parameter "
+                                     f"points at once, which {', '.join(unsafe)} cannot take "
+                                     "part in during training (a random mask or batch "
+                                     "statistics per point); remove them from the module or "
+                                     "use training='surrogate'")
                 if self.module is not None:
                     self._check_module_output(self.module_,
                                               torch.as_tensor(X[:2], device=device),
@@ -563,13 +589,21 @@ class _BaseHybridNet(BaseEstimator):
             self._warn_query_cost(len(X))
         if device != self._device:
             self._move_to(device)
-        if incremental:
-            self._run(X, y, sample_weight, 1)
-        elif self.training == "calibrated_twin" and not continuing:
-            self._fit_on_twins(twins, X, y, sample_weight, validation, calibration_start)
-        else:
-            self._run(X, y, sample_weight, int(self.max_iter), validation=validation,
-                      schedule=True)
+        try:
+            if incremental:
+                self._run(X, y, sample_weight, 1)
+            elif self.training == "calibrated_twin" and not continuing:
+                self._fit_on_twins(twins, X, y, sample_weight, validation, calibration_start)
+            else:
+                self._run(X, y, sample_weight, int(self.max_iter), validation=validation,
+                          schedule=True)
+        except BaseException:
+            # A new network without a finished epoch is no model: keep the one there was (the
+            # replaced attributes still hold it; the new network never touched them).
+            if not continuing and not self.history_:
+                self.__dict__.clear()
+                self.__dict__.update(before)
+            raise
         return self
 
     def _calibrated_twins(self):
@@ -612,6 +646,9 @@ class _BaseHybridNet(BaseEstimator):
     def _validated_inputs(self, X, y="no_validation", reset=False, **options):
         """``validate_data``, then refuse values that overflow float32 (the network's dtype)."""
         with_y = not (isinstance(y, str) and y == "no_validation")
+        if with_y and sp.issparse(y):  # the multi-output regressor's validation would take it
+            raise TypeError("Sparse data was passed for y, but dense data is required; use "
+                            "y.toarray() to convert it to a dense numpy array")
         if with_y:
             X, y = validate_data(self, X, y, reset=reset, dtype=[np.float32, np.float64],
                                  **options)
@@ -923,6 +960,16 @@ class HybridNetClassifier(ClassifierMixin, _BaseHybridNet):
         logits -= logits.max(axis=1, keepdims=True)
         probabilities = np.exp(logits)
         return probabilities / probabilities.sum(axis=1, keepdims=True)
+
+    def predict_log_proba(self, X):
+        """Log class probabilities, shape (n_samples, n_classes), columns in ``classes_`` order.
+
+        Computed from the logits directly (a log-softmax), so classes far below the top keep a
+        finite log-probability where ``np.log(predict_proba(X))`` would give ``-inf``.
+        """
+        logits = self._forward(X)
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
     def predict(self, X):
         """Predicted labels, shape (n_samples,)."""

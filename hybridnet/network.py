@@ -7,7 +7,9 @@ over a device (at the positions named by ``physical_positions``). A plain PyTorc
 """
 
 import copy
+import numbers
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -134,8 +136,13 @@ def build_mlp(n_inputs, n_outputs, hidden_layer_sizes=(64, 64), activation="relu
     n_maps = len(widths) - 1
     positions = set()
     if physical_layer is not None:
-        positions = set(default_physical_positions(n_maps) if physical_positions is None
-                        else physical_positions)
+        given = default_physical_positions(n_maps) if physical_positions is None \
+            else list(physical_positions)
+        if not all(isinstance(p, numbers.Integral) and not isinstance(p, bool | np.bool_)
+                   for p in given):
+            raise ValueError("physical_positions must be ints (0 = input map, "
+                             f"{n_maps - 1} = output map), got {physical_positions!r}")
+        positions = {int(p) for p in given}
         if not positions:
             raise ValueError("physical_layer is set but there is no position for it: the "
                              "default places devices between hidden layers, which needs at "

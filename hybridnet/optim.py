@@ -21,15 +21,59 @@ for coarse training, then CGE once the monitored loss stops improving.
 import math
 
 import torch
+from torch import nn
 from torch.func import functional_call
 
 from ._random import make_generator
-from .perturbation import CoordinateEvaluator, batched_forward, supports_batched_forward
+from .perturbation import (
+    CoordinateEvaluator,
+    _in_place,
+    batched_forward,
+    supports_batched_forward,
+)
 from .zeroth_order import DISTRIBUTIONS, ESTIMATORS, zo_gradient
 
 UPDATES = ("sgd", "adam")
 # Settings of the gradient estimate itself: one estimate spans every parameter group.
 ESTIMATE_SETTINGS = ("estimator", "n_samples", "smoothing", "distribution", "coordinate_skip")
+_POINTWISE_UNSAFE = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm)
+
+
+def pointwise_unsafe_layers(module):
+    """Layers of ``module`` that cannot be evaluated at many parameter points at once in train
+    mode: dropout (a random mask per call) and batch normalisation (statistics of the batch,
+    running averages updated in place).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    list of str
+        ``"name (Type)"`` of each such layer that is in train mode.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from hybridnet.optim import pointwise_unsafe_layers
+    >>> model = nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.1), nn.Linear(4, 1))
+    >>> pointwise_unsafe_layers(model)
+    ['1 (Dropout)']
+    >>> pointwise_unsafe_layers(model.eval())
+    []
+    """
+    return [f"{name} ({type(layer).__name__})" for name, layer in module.named_modules()
+            if isinstance(layer, _POINTWISE_UNSAFE) and layer.training]
+
+
+def _refuse_pointwise_unsafe(module):
+    unsafe = pointwise_unsafe_layers(module)
+    if unsafe:
+        raise ValueError(f"BatchedLoss evaluates many parameter points at once, which "
+                         f"{', '.join(unsafe)} in train mode cannot take part in (a random "
+                         "mask or batch statistics per point); put them in eval mode "
+                         "(layer.eval()) or pass a plain closure")
 
 
 class BatchedLoss:
@@ -77,6 +121,7 @@ class BatchedLoss:
         self._names = {id(p): name for name, p in module.named_parameters()}
         self._loss_names = {id(p): name for name, p in self.loss_parameters.items()}
         self._evaluator = None
+        self._evaluator_state = []
 
     def _loss(self, output, values):
         if self.loss_parameters:
@@ -110,17 +155,25 @@ class BatchedLoss:
             Shape (len(coordinates),).
         """
         params = list(params)
+        _refuse_pointwise_unsafe(self.module)
         if not CoordinateEvaluator.supports(self.module, self.inputs):
             return self._plain_coordinates(params, coordinates, step)
         in_loss = torch.repeat_interleave(
             torch.tensor([id(p) in self._loss_names for p in params]),
             torch.tensor([p.numel() for p in params])).to(coordinates.device)
         module_params = [p for p in params if id(p) not in self._loss_names]
-        if self._evaluator is None or self._evaluator.params != module_params:
+        # The evaluator holds the activations at the values it was built with: rebuild it once
+        # anything they depend on moved (a closure reused across optimizer steps).
+        state = [t.detach() for t in (*self.module.parameters(),
+                                      *self.loss_parameters.values(), self.inputs[0])]
+        if (self._evaluator is None or self._evaluator.params != module_params
+                or not all(torch.equal(now, then)
+                           for now, then in zip(state, self._evaluator_state, strict=True))):
             current = self._current_loss_values()
             self._evaluator = CoordinateEvaluator(
                 self.module, lambda output: self._loss(output, current), self.inputs[0], (),
                 module_params)
+            self._evaluator_state = [t.clone() for t in state]
         of_loss = in_loss[coordinates]
         # flat index of each module coordinate among the module's parameters alone
         module_index = torch.cumsum(~in_loss, 0) - 1
@@ -140,13 +193,20 @@ class BatchedLoss:
                    for p, piece in zip(params, points.split(sizes, dim=1), strict=True)}
         return self.evaluate_batch(stacked)
 
+    def _module_inputs(self):
+        """The inputs, copied when the module holds an in-place op that could overwrite them."""
+        if any(_in_place(layer) for layer in self.module.modules()):
+            return tuple(x.clone() if isinstance(x, torch.Tensor) else x for x in self.inputs)
+        return self.inputs
+
     def __call__(self):
         """The loss at the module's current parameters."""
-        return self._loss(self.module(*self.inputs), dict(self.loss_parameters))
+        return self._loss(self.module(*self._module_inputs()), dict(self.loss_parameters))
 
     def evaluate_batch(self, stacked):
         """Losses at P points: ``stacked`` maps parameters to ``(P, *shape)`` tensors; returns (P,).
         """
+        _refuse_pointwise_unsafe(self.module)
         count = len(next(iter(stacked.values())))
         named = {}
         loss_values = {name: p.detach().expand(count, *p.shape)
@@ -161,13 +221,14 @@ class BatchedLoss:
                                  "of this BatchedLoss nor among its loss_parameters")
         if not named:  # only the loss's own parameters move
             with torch.no_grad():
-                output = self.module(*self.inputs)
+                output = self.module(*self._module_inputs())
             outputs = output.expand(count, *output.shape)
         elif supports_batched_forward(self.module, self.inputs):
             outputs = batched_forward(self.module, named, self.inputs[0], self.workspace)
         else:
+            inputs = self._module_inputs()
             outputs = torch.vmap(lambda params: functional_call(self.module, params,
-                                                                self.inputs))(named)
+                                                                inputs))(named)
         return torch.vmap(self._loss)(outputs, loss_values)
 
 

@@ -54,6 +54,11 @@ def _is_elementwise(module):
     return isinstance(module, ELEMENTWISE)
 
 
+def _in_place(module):
+    """Whether ``module`` writes its output into its input (``nn.ReLU(inplace=True)``)."""
+    return bool(getattr(module, "inplace", False))
+
+
 def _is_layered(module, inputs, layer_types):
     """An ``nn.Sequential`` of ``layer_types`` and elementwise modules, one (B, features)
     input, no parameter shared between two layers (a tied weight changes two layers at once).
@@ -206,8 +211,8 @@ def batched_forward(module, stacked, x, workspace=None):
             value, owned = _batched_affine(layer, own, value, out), True
         elif owned and type(layer) in IN_PLACE:
             value = IN_PLACE[type(layer)](value)
-        else:
-            value, owned = layer(value), True
+        else:  # an in-place module must not write into the caller's x
+            value, owned = layer(value if owned or not _in_place(layer) else value.clone()), True
     return value.expand(count, *value.shape[-2:]) if value.dim() == 2 else value
 
 
@@ -231,7 +236,40 @@ def _core_products(cores, k):
     return left, right
 
 
-def tt_core_responses(cores, x, k):
+def _tt_core_factors(cores, x, k):
+    """The two factors of every core-k entry's response (see :func:`tt_core_responses`).
+
+    ``front`` (B, m_<k, r_{k-1}, n_k, n_>k) is the input contracted with the cores before k,
+    ``right`` (r_k, m_>k, n_>k) the product of the cores after it; together they hold what the
+    full response tensor holds at a fraction of its size (no factor r_k M / m_k).
+    """
+    in_modes = [core.shape[2] for core in cores]
+    left, right = _core_products(cores, k)
+    n_front, n_back = math.prod(in_modes[:k]), math.prod(in_modes[k + 1:])
+    inputs = x.reshape(len(x), n_front, in_modes[k], n_back)
+    return torch.einsum("bpjq,ipa->biajq", inputs, left), right
+
+
+def _output_units(cores, k, device):
+    """(m_k, M / m_k): the flat output indices whose k-th index is i, per i."""
+    out_modes = [core.shape[1] for core in cores]
+    m_front, m_k, m_back = math.prod(out_modes[:k]), out_modes[k], math.prod(out_modes[k + 1:])
+    fronts = torch.arange(m_front, device=device).view(m_front, 1)
+    backs = torch.arange(m_back, device=device).view(1, m_back)
+    units = torch.stack([(fronts * m_k + i) * m_back + backs for i in range(m_k)])
+    return units.reshape(m_k, m_front * m_back)
+
+
+def _entry_responses(front, right, a, j, b, scale=1.0):
+    """``scale`` times the responses of the core entries ``(a, *, j, b)`` (index tensors),
+    (len(a), B, M / m_k); one gathered copy of the input factor and the product."""
+    batch, m_front, _, _, n_back = front.shape
+    chosen = front.permute(2, 3, 0, 1, 4)[a, j].reshape(len(a), batch * m_front, n_back)
+    responses = torch.bmm(chosen, scale * right[b].transpose(1, 2))
+    return responses.reshape(len(a), batch, -1)
+
+
+def tt_core_responses(cores, x, k, entries=None):
     """How a TT layer's output responds to each entry of core k.
 
     Parameters
@@ -242,13 +280,19 @@ def tt_core_responses(cores, x, k):
         Layer input, shape (B, N).
     k : int
         The core.
+    entries : tuple of three torch.Tensor, optional
+        Index tensors ``(a, j, b)`` of equal length C: return the responses of those entries
+        only, (C, B, M / m_k). The full tensor holds ``r_{k-1} n_k r_k B M / m_k`` numbers (650
+        MB for a rank-8 256 x 256 layer at batch 4096), so callers that need many entries ask
+        for them in chunks.
 
     Returns
     -------
     responses : torch.Tensor
-        Shape ``(r_{k-1}, n_k, r_k, B, M / m_k)``: ``responses[a, j, b]`` is the change of the
-        outputs ``x @ W.T`` whose k-th index is i, per unit change of ``G_k[a, i, j, b]`` (the
-        same for every i), over the outputs in row-major order of their other indices.
+        Shape ``(r_{k-1}, n_k, r_k, B, M / m_k)`` (or (C, B, M / m_k) for ``entries``):
+        ``responses[a, j, b]`` is the change of the outputs ``x @ W.T`` whose k-th index is i,
+        per unit change of ``G_k[a, i, j, b]`` (the same for every i), over the outputs in
+        row-major order of their other indices.
     units : torch.Tensor
         Shape ``(m_k, M / m_k)``: the flat output indices those columns stand for, per i.
 
@@ -265,21 +309,21 @@ def tt_core_responses(cores, x, k):
     >>> change = x @ (tt_to_dense(bumped) - tt_to_dense(cores)).T
     >>> torch.allclose(change[:, units[3]], responses[1, 2, 0])
     True
+    >>> chosen, _ = tt_core_responses(cores, x, 1, entries=(torch.tensor([1]),
+    ...                                                     torch.tensor([2]), torch.tensor([0])))
+    >>> torch.allclose(chosen[0], responses[1, 2, 0])
+    True
     """
-    out_modes = [core.shape[1] for core in cores]
-    in_modes = [core.shape[2] for core in cores]
-    left, right = _core_products(cores, k)
-    n_front, n_back = math.prod(in_modes[:k]), math.prod(in_modes[k + 1:])
-    inputs = x.reshape(len(x), n_front, in_modes[k], n_back)
-    front = torch.einsum("bpjq,ipa->biajq", inputs, left)
-    responses = torch.einsum("biajq,cmq->ajcbim", front, right)
-    r_in, n_k, r_out, batch, m_front, m_back = responses.shape
-    responses = responses.reshape(r_in, n_k, r_out, batch, m_front * m_back)
-    m_k = out_modes[k]
-    fronts = torch.arange(m_front, device=x.device).view(m_front, 1)
-    backs = torch.arange(m_back, device=x.device).view(1, m_back)
-    units = torch.stack([(fronts * m_k + i) * m_back + backs for i in range(m_k)])
-    return responses, units.reshape(m_k, m_front * m_back)
+    cores = list(cores)
+    front, right = _tt_core_factors(cores, x, k)
+    units = _output_units(cores, k, x.device)
+    if entries is not None:
+        return _entry_responses(front, right, *entries), units
+    r_in, n_k, r_out = front.shape[2], front.shape[3], right.shape[0]
+    a, j, b = (index.flatten() for index in torch.meshgrid(
+        torch.arange(r_in), torch.arange(n_k), torch.arange(r_out), indexing="ij"))
+    responses = _entry_responses(front, right, a, j, b)
+    return responses.reshape(r_in, n_k, r_out, len(x), -1), units
 
 
 class CoordinateEvaluator:
@@ -333,12 +377,17 @@ class CoordinateEvaluator:
         self.activations = [inputs]
         with torch.no_grad():
             for layer in self.layers:
-                self.activations.append(layer(self.activations[-1]))
+                # An in-place module (ReLU(inplace=True)) would overwrite the stored activation
+                # it reads, making the pre- and post-activation one tensor.
+                value = self.activations[-1]
+                self.activations.append(layer(value.clone() if _in_place(layer) else value))
         self._owner = {}
         for index, layer in enumerate(self.layers):
             for name, p in layer.named_parameters():
                 self._owner[id(p)] = (index, name)
-        self._responses = {}
+        self._core_factors = {}
+        widest = max(a.shape[-1] for a in self.activations)
+        self._chunk = max(1, MEMORY_BUDGET // (len(inputs) * widest))
 
     @staticmethod
     def supports(module, inputs):
@@ -381,9 +430,9 @@ class CoordinateEvaluator:
         for p in self.params:
             inside = (coordinates >= offset) & (coordinates < offset + p.numel())
             positions = torch.nonzero(inside).flatten()
-            if len(positions):
-                local = coordinates[positions] - offset
-                values[positions] = self._parameter_values(p, local, step)
+            # Chunks under the memory budget: each coordinate's change spans the batch.
+            for part in positions.split(self._chunk) if len(positions) else ():
+                values[part] = self._parameter_values(p, coordinates[part] - offset, step)
             offset += p.numel()
         return values
 
@@ -404,21 +453,27 @@ class CoordinateEvaluator:
 
     def _core_values(self, index, k, local, step):
         layer = self.layers[index]
-        if (index, k) not in self._responses:
-            self._responses[index, k] = tt_core_responses(list(layer.cores),
-                                                          self.activations[index], k)
-        responses, unit_table = self._responses[index, k]
-        r_in, m_k, n_k, r_out = layer.cores[k].shape
+        cores = list(layer.cores)
+        if (index, k) not in self._core_factors:
+            self._core_factors[index, k] = (*_tt_core_factors(cores, self.activations[index], k),
+                                            _output_units(cores, k, local.device))
+        front, right, unit_table = self._core_factors[index, k]
+        r_in, m_k, n_k, r_out = cores[k].shape
         a = local // (m_k * n_k * r_out)
         i = local // (n_k * r_out) % m_k
         j = local // r_out % n_k
         b = local % r_out
-        values = torch.empty(len(local), dtype=responses.dtype, device=responses.device)
+        # Responses in chunks under the memory budget: all of a core's at once can take
+        # hundreds of MB (r_{k-1} n_k r_k B M / m_k numbers).
+        batch, width = len(front), unit_table.shape[1]
+        # Half the budget: the propagation of each chunk holds as much again.
+        chunk = max(1, MEMORY_BUDGET // (2 * batch * (width + front.shape[1] * front.shape[4])))
+        values = torch.empty(len(local), dtype=front.dtype, device=front.device)
         for output_mode in range(m_k):  # coordinates that change the same output units
             chosen = torch.nonzero(i == output_mode).flatten()
-            if len(chosen):
-                changes = step * responses[a[chosen], j[chosen], b[chosen]]
-                values[chosen] = self._propagate(index, unit_table[output_mode], changes)
+            for part in chosen.split(chunk) if len(chosen) else ():
+                changes = _entry_responses(front, right, a[part], j[part], b[part], step)
+                values[part] = self._propagate(index, unit_table[output_mode], changes)
         return values
 
     def _sparse_values(self, index, units, columns, step):

@@ -1,7 +1,10 @@
 """Plots of training runs and PDE solutions (need the optional matplotlib:
 ``pip install 'hybridnet[plot]'``)."""
 
+from collections.abc import Mapping
+
 import numpy as np
+from sklearn.exceptions import NotFittedError
 
 
 def _pyplot():
@@ -65,6 +68,13 @@ def plot_learning_curves(estimators, path=None, *, title=None):
     [('training loss', 2), ('validation score', 1)]
     >>> plt.close(figure)
     """
+    if not isinstance(estimators, Mapping):
+        raise TypeError("estimators must be a dict of label -> fitted estimator, got "
+                        f"{type(estimators).__name__}; for one model pass {{'label': model}}")
+    for label, estimator in estimators.items():
+        if not hasattr(estimator, "history_"):
+            raise NotFittedError(f"estimators[{label!r}] ({type(estimator).__name__}) is not "
+                                 "fitted: it has no history_ to plot; call fit first")
     plt = _pyplot()
     histories = {label: estimator.history_ for label, estimator in estimators.items()}
     panels = [("train_loss", "training loss", "log")]

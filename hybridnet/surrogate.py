@@ -162,7 +162,11 @@ class LowRankSurrogate(nn.Module):
         if update not in UPDATES:
             raise ValueError(f"surrogate update must be one of {UPDATES}, got {update!r}")
         self.in_features, self.out_features = in_features, out_features
-        self.rank = min(rank, in_features, out_features)
+        if rank > min(in_features, out_features):
+            raise ValueError(f"surrogate_rank={rank} exceeds the device's min(in_features, "
+                             f"out_features) = {min(in_features, out_features)} "
+                             f"({in_features} -> {out_features}), the largest rank its matrix has")
+        self.rank = rank
         self.n_probes = max(self.rank, 32) if n_probes is None else n_probes
         self.init = init
         self.oversampling = oversampling

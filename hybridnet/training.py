@@ -86,6 +86,8 @@ class TrainingState:
         self.stop = False
         self.diverged = False
         self.interrupted = False
+        # Added to the devices' own count to give the records' cumulative training queries.
+        self.queries_offset = 0
 
 
 class Callback:
@@ -351,7 +353,7 @@ def count_device_queries(module):
 
 
 def train_epochs(module, step, batches, n_epochs, *, callbacks=(), history=None,
-                 explain_divergence=None):
+                 explain_divergence=None, queries_before=0):
     """Run up to ``n_epochs`` epochs of ``step`` over ``batches()``.
 
     Parameters
@@ -373,6 +375,12 @@ def train_epochs(module, step, batches, n_epochs, *, callbacks=(), history=None,
     explain_divergence : callable, optional
         ``explain_divergence() -> str``, called when a step returns a non-finite loss; its
         text replaces the generic advice of the ``ConvergenceWarning``.
+    queries_before : int, default=0
+        Device queries already spent on the model when ``history`` is empty (a calibration).
+
+    Each record's ``device_queries`` is the cumulative count of the queries the devices served
+    during training: those of this call added to the last record's (or ``queries_before``),
+    so queries made between two calls (``predict``) are not in it.
 
     Returns
     -------
@@ -409,6 +417,8 @@ def train_epochs(module, step, batches, n_epochs, *, callbacks=(), history=None,
     25
     """
     state = TrainingState(module, History() if history is None else history)
+    state.queries_offset = (state.history[-1]["device_queries"] if state.history
+                            else queries_before) - count_device_queries(module)
     first_epoch = len(state.history) + 1
     module.train()
     for callback in callbacks:
@@ -446,7 +456,7 @@ def _run_epoch(state, epoch, step, batches, callbacks, explain_divergence):
     state.history.append({
         "epoch": epoch, "train_loss": total_loss / max(total_weight, 1e-300),
         "seconds": time.perf_counter() - start,
-        "device_queries": count_device_queries(state.module)})
+        "device_queries": state.queries_offset + count_device_queries(state.module)})
     for callback in callbacks:
         callback.on_epoch_end(state)
 

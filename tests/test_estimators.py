@@ -30,11 +30,13 @@ SAMPLE_WEIGHT_REASON = ("minibatch stochastic training: weighting a sample equal
                         "only in expectation, not to 1e-7")
 EXPECTED_FAILURES = {
     "check_sample_weight_equivalence_on_dense_data": SAMPLE_WEIGHT_REASON,
-    # The networks (and the devices they simulate) compute in float32, whose BLAS kernels
-    # round differently for different batch sizes: a row's output can move by ~1e-7 when it is
-    # predicted in a smaller batch, above the check's rtol of 1e-7 (it fails by chance).
+}
+# The networks (and the devices they simulate) compute in float32, whose BLAS kernels round
+# differently for different batch sizes: a row's output can move by ~1e-7 when it is predicted
+# in a smaller batch, above the check's rtol of 1e-7. Whether it does depends on the machine's
+# BLAS, so this check may fail (an xfail) or pass; the declared failures above are strict.
+CHANCE_FAILURES = {
     "check_methods_subset_invariance": "float32 BLAS rounding depends on the batch size",
-    "check_methods_sample_order_invariance": "float32 BLAS rounding depends on the batch size",
 }
 
 
@@ -45,9 +47,15 @@ EXPECTED_FAILURES = {
 @parametrize_with_checks([HybridNetClassifier(**SMALL), HybridNetRegressor(**LONGER)],
                          expected_failed_checks=lambda estimator: EXPECTED_FAILURES)
 def test_sklearn_conformance(estimator, check):
+    name = getattr(check, "func", check).__name__
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        check(estimator)
+        try:
+            check(estimator)
+        except AssertionError:
+            if name in CHANCE_FAILURES:
+                pytest.xfail(CHANCE_FAILURES[name])
+            raise
 
 
 @pytest.fixture(scope="module")
@@ -336,7 +344,6 @@ def test_invalid_hyperparameters_are_refused_in_fit(iris, params, message):
         clf.fit(X, y)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
 def test_costly_zeroth_order_settings_warn_once_with_the_measured_cost(digits):
     X, _, y, _ = digits
     X, y = X[:128], y[:128]  # two steps of 64
@@ -356,6 +363,7 @@ def test_costly_zeroth_order_settings_warn_once_with_the_measured_cost(digits):
             HybridNetClassifier(max_iter=1, random_state=0, **options).fit(X, y)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only refusal")
 def test_cuda_refused_clearly_without_a_gpu(iris):
     X, y = iris
     with pytest.raises(ValueError, match="CUDA is not available"):

@@ -139,10 +139,15 @@ def test_bp_free_hybrid_network_with_a_device(digits):
     X_train, X_test, y_train, y_test = digits
     clf = HybridNetClassifier((16, 16), physical_layer="mrr", training="bp_free",
                               zo_estimator="hybrid", zo_smoothing=0.1, learning_rate=5e-3,
-                              max_iter=12, n_iter_no_change=8, random_state=0)
+                              max_iter=16, n_iter_no_change=4, random_state=0)
     clf.fit(X_train, y_train)
-    # the paper's x0.8-per-epoch signRGE decay makes the first epochs' progress slow
-    assert clf.score(X_test, y_test) > 0.3
+    # The paper's x0.8-per-epoch signRGE decay stalls the loss (2.9 after 8 epochs); the
+    # plateau switches to CGE, which then trains (measured: switch after epoch 8, loss 2.90 ->
+    # 1.69, accuracy 0.54; chance is 0.1).
+    assert clf.switched_at_ is not None and clf.switched_at_ < clf.n_iter_
+    losses = clf.loss_curve_
+    assert losses[-1] < 0.7 * losses[clf.switched_at_ - 1]
+    assert clf.score(X_test, y_test) > 0.45
     assert clf.n_device_queries_ > 0
     assert all(p.grad is None for p in clf.module_.parameters())
 

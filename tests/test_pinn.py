@@ -1,5 +1,6 @@
 """Physics-informed networks: domains, conditions, derivative back ends, problems, solver."""
 
+import math
 import pickle
 from types import SimpleNamespace
 
@@ -157,17 +158,34 @@ def test_where_sees_float64_points_and_isclose_selects_a_face():
     assert (left.sample(box, 8, torch.Generator().manual_seed(1))[:, 0] == 0).all()
 
 
-def test_stein_estimates_the_smoothed_derivatives(points):
-    s = 0.3
-    backend = SteinDerivatives(s, 40000)
-    noise = backend.draw(len(points), 3, torch.Generator().manual_seed(0), dtype=torch.float64,
-                         device="cpu")
-    d = backend.evaluate(cubic, points, noise, space_axes=[0, 1, 2])
-    value, gradient, second = smoothed_cubic_derivatives(points, s)
-    torch.testing.assert_close(d.u, value, rtol=0, atol=0.02)
-    torch.testing.assert_close(d.grad(), gradient, rtol=0, atol=0.1)
-    torch.testing.assert_close(torch.stack([d.diff2(i) for i in range(3)], 1), second,
-                               rtol=0, atol=0.3)
+def test_stein_estimates_the_smoothed_derivatives_of_a_sine():
+    """u = sin(3x) smoothed by N(0, s^2) is exp(-9 s^2 / 2) sin(3x) (closed form). Plain Monte
+    Carlo is unbiased; control variates trade an O(1/N) bias for a lower error."""
+    s, x0, repeats = 0.3, 0.4, 20000
+    damping = math.exp(-9 * s**2 / 2)
+    gradient, second = 3 * damping * math.cos(3 * x0), -9 * damping * math.sin(3 * x0)
+
+    def estimates(n_samples, control_variates, count=repeats):
+        backend = SteinDerivatives(s, n_samples, sampling="mc",
+                                   control_variates=control_variates)
+        x = torch.full((count, 1), x0, dtype=torch.float64)
+        noise = backend.draw(count, 1, torch.Generator().manual_seed(0), dtype=x.dtype,
+                             device="cpu")
+        d = backend.evaluate(lambda p: torch.sin(3 * p[:, 0]), x, noise, space_axes=[0])
+        return d.diff(0), d.diff2(0)
+
+    plain_gradient, plain_second = estimates(8, False)
+    for values, exact in ((plain_gradient, gradient), (plain_second, second)):
+        standard_error = float(values.std()) / math.sqrt(repeats)
+        assert abs(float(values.mean()) - exact) < 4 * standard_error
+    fitted_gradient, fitted_second = estimates(8, True)
+    bias = float(fitted_second.mean()) - second
+    assert abs(bias) > 10 * float(fitted_second.std()) / math.sqrt(repeats)  # measurable
+    for fitted, plain, exact in ((fitted_gradient, plain_gradient, gradient),
+                                 (fitted_second, plain_second, second)):
+        assert (fitted - exact).square().mean() < 0.5 * (plain - exact).square().mean()
+    _, many_second = estimates(512, True, count=2000)
+    assert abs(float(many_second.mean()) - second) < abs(bias) / 10  # consistent
 
 
 # ----------------------------------------------------------------------------- geometry

@@ -448,7 +448,11 @@ class SteinDerivatives(DerivativeBackend):
       orders, which are O(s^2) smaller. The full quadratic basis needs ``N >= D (D + 1)``;
       with fewer samples only the squares ``delta_j^2`` are used (``N >= 2 D``), with fewer
       still none. The weights depend on the directions only, so the estimates stay linear in
-      the network's values.
+      the network's values. Coefficients fitted on the samples they correct make the estimate
+      biased by O(1/N), though consistent: for ``sin(3x)`` at s = 0.3 the second derivative's
+      mean is off by -1.11 of -5.60 at N = 8, -0.28 at N = 64 and -0.04 at N = 512, while its
+      RMS error falls 4.6x, 2.8x and 2.2x against plain Monte Carlo (which is unbiased);
+      ``tests/test_pinn.py::test_stein_estimates_the_smoothed_derivatives_of_a_sine``.
 
     Parameters
     ----------
