@@ -10,13 +10,14 @@ from . import physical
 from .calibration import calibrate
 from .estimators import HybridNetClassifier, HybridNetRegressor
 from .layers import BlackBoxLayer, split_parameters
-from .persistence import load, save
+from .persistence import ModelFileError, load, save
 from .pinn.solver import PINNSolver
 from .surrogate import LowRankSurrogate
 from .tt_linear import TTLinear
 
 __version__ = "0.1.0"
 __all__ = [
-    "BlackBoxLayer", "HybridNetClassifier", "HybridNetRegressor", "LowRankSurrogate", "PINNSolver",
-    "TTLinear", "calibrate", "load", "physical", "save", "split_parameters",
+    "BlackBoxLayer", "HybridNetClassifier", "HybridNetRegressor", "LowRankSurrogate",
+    "ModelFileError", "PINNSolver", "TTLinear", "calibrate", "load", "physical", "save",
+    "split_parameters",
 ]

@@ -28,6 +28,7 @@ import contextlib
 import math
 import numbers
 import threading
+import time
 
 import torch
 from torch import nn
@@ -39,6 +40,7 @@ from .zeroth_order import DISTRIBUTIONS, ESTIMATORS, zo_gradient
 
 TRAININGS = ("surrogate", "backprop", "digital")
 INPUT_GRADIENTS = ("auto", "surrogate", "jacobian", "zo")
+DEFAULT_SURROGATE_RANK = 10
 
 
 def detect_linearity(black_box, params, generator, rtol=1e-3, query=None):
@@ -212,8 +214,9 @@ class BlackBoxLayer(nn.Module):
         digital-twin upper bound only a simulator allows (refused for a device that autograd
         cannot differentiate). "digital": the device is replaced by a plain trainable
         linear map of the same shape, the all-digital baseline.
-    surrogate_rank : int, default=10
-        Rank r of the surrogate (capped at min(in_features, out_features)).
+    surrogate_rank : int, optional
+        Rank r of the surrogate, at most ``min(in_features, out_features)`` (a larger one is
+        refused). Default: 10, or that minimum for a narrower device.
     surrogate_init : {"svd", "randomized"}, default="svd"
         Surrogate initialisation: full query plus truncated SVD (in_features queries), or a
         randomized range finder (fewer queries for wide layers, see
@@ -262,16 +265,23 @@ class BlackBoxLayer(nn.Module):
         classifier the top 16 directions hold over 99 % of ``G^T X``'s energy, for a quarter of
         the queries of a 64-wide layer.
     device_retries : int, default=2
-        How many times a query that fails (the device raises, returns NaN / inf or the wrong
-        shape, or times out) is repeated, with the same inputs and parameters, before the
-        failure ends training as a :class:`~hybridnet.physical.BlackBoxError`. With a transient
-        failure rate p per call, a run of n calls fails with probability about
-        ``n p^(device_retries + 1)``.
+        How many times a device call that fails (the device raises, returns NaN / inf or the
+        wrong shape, or times out) is repeated, with the same inputs and parameters, before the
+        failure ends training as a :class:`~hybridnet.physical.BlackBoxError`. A request with
+        more parameter settings than the device takes per call (its ``settings_per_call``: a
+        driver that takes one at a time) is split into calls, each retried on its own. Before a
+        retry the device's noise stream is rewound
+        (:meth:`~hybridnet.physical.BlackBox.noise_state`), so a failed call shifts no later
+        draw. With a transient failure rate p per call, a run of n calls fails with
+        probability about ``n p^(device_retries + 1)``.
     device_timeout : float, optional
         Seconds one device call may take; a call that takes longer counts as failed
-        (:class:`~hybridnet.physical.DeviceTimeoutError`) and is retried. Python cannot stop
-        the late call: it is left to finish in a background thread and its answer is discarded, so
-        the driver must accept a new call meanwhile. None waits for ever.
+        (:class:`~hybridnet.physical.DeviceTimeoutError`) and is retried. No call is ever left
+        running: a device that can cancel a call (``black_box.cancellable``, e.g.
+        ``FunctionBlackBox(..., cancel=abort)``) is called in a worker thread and, once the
+        time is up, cancelled and waited for; any other device is called in the calling
+        thread, waited for however long it takes, and its late answer discarded. None waits
+        for ever.
     seed : int, optional
         Root seed of the layer's random streams (initial parameters, surrogate probes,
         zeroth-order directions: three independent streams derived from it); None draws one
@@ -312,7 +322,7 @@ class BlackBoxLayer(nn.Module):
     torch.Size([32])
     """
 
-    def __init__(self, black_box, training="surrogate", surrogate_rank=10, *,
+    def __init__(self, black_box, training="surrogate", surrogate_rank=None, *,
                  surrogate_init="svd", surrogate_probes=None, surrogate_update_every=4,
                  surrogate_rebuild_every=10,
                  surrogate_update="auto", zo_estimator="rge", zo_samples=10, zo_smoothing="auto",
@@ -329,6 +339,9 @@ class BlackBoxLayer(nn.Module):
                                      ("input_gradient", input_gradient, INPUT_GRADIENTS)):
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
+        if surrogate_rank is None:
+            surrogate_rank = min(DEFAULT_SURROGATE_RANK, black_box.in_features,
+                                 black_box.out_features)
         surrogate_rank = _check_int("surrogate_rank", surrogate_rank)
         zo_samples = _check_int("zo_samples", zo_samples)
         if zo_batch_rank is not None:
@@ -452,7 +465,13 @@ class BlackBoxLayer(nn.Module):
         return [] if self.training_mode == "digital" else [self.params]
 
     def query_device(self, x, params):
-        """Query the device, retrying failed calls; see ``device_retries``.
+        """Query the device, retrying failed calls; see ``device_retries`` and ``device_timeout``.
+
+        A request with more parameter settings than the device takes per call
+        (``black_box.settings_per_call``) is sent as several calls, each retried (and timed
+        out) on its own, and their answers stacked. Every attempt counts in the device's
+        ``n_queries`` and ``n_calls``, failed ones included, and no call is still running when
+        this returns or raises.
 
         Parameters
         ----------
@@ -469,40 +488,113 @@ class BlackBoxLayer(nn.Module):
         Raises
         ------
         BlackBoxError
-            When every one of the ``1 + device_retries`` attempts failed.
+            When every one of the ``1 + device_retries`` attempts of a call failed; for a
+            request split into calls, the message names the failing settings by their index
+            (from 0) in ``params``.
+
+        Examples
+        --------
+        A driver that takes one setting at a time and drops every third call:
+
+        >>> import torch
+        >>> from hybridnet import BlackBoxLayer
+        >>> from hybridnet.physical import FunctionBlackBox
+        >>> def driver(x, params):
+        ...     driver.calls += 1
+        ...     if driver.calls % 3 == 0:
+        ...         raise OSError("frame dropped")
+        ...     return x * params
+        >>> driver.calls = 0
+        >>> layer = BlackBoxLayer(FunctionBlackBox(driver, 2, 2, init_params=[1.0, 1.0]), seed=0)
+        >>> settings = torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]])
+        >>> layer.query_device(torch.ones(1, 2), settings)[:, 0].tolist()
+        [[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]]
+        >>> driver.calls, layer.black_box.n_calls, layer.n_device_retries
+        (5, 5, 1)
         """
+        size = self.black_box.settings_per_call
+        n_settings = len(params) if params.dim() == 2 else 1
+        one_batch_each = x.dim() == 3 and len(x) == n_settings
+        if size is None or n_settings <= size or not (x.dim() == 2 or one_batch_each):
+            return self._query_with_retries(x, params)  # the box checks the shapes
+        answers = []
+        for start in range(0, n_settings, size):
+            part = slice(start, min(start + size, n_settings))
+            answers.append(self._query_with_retries(x[part] if one_batch_each else x,
+                                                    params[part], part, n_settings))
+        return torch.cat(answers)
+
+    def _query_with_retries(self, x, params, part=None, n_settings=None):
+        """One device call, retried; ``part`` (a slice of a request of ``n_settings``
+        settings) names the settings in the error."""
+        box = self.black_box
+        noise = box.noise_state()
         for attempt in range(self.device_retries + 1):
             try:
                 return self._call_device(x, params)
             except BlackBoxError as error:
+                box.set_noise_state(noise)  # as if the failed call had never drawn any noise
                 if attempt == self.device_retries:
-                    raise BlackBoxError(f"{self.black_box.name} failed {attempt + 1} time(s) in a "
-                                        f"row on the same query (device_retries="
-                                        f"{self.device_retries}); last error: {error}") from error
+                    if part is None:
+                        where = "the same query"
+                    else:
+                        last = part.stop - 1
+                        settings = (f"setting {part.start}" if last == part.start
+                                    else f"settings {part.start}-{last}")
+                        where = f"{settings} of a request of {n_settings} settings"
+                    raise BlackBoxError(f"{box.name} failed {attempt + 1} time(s) in a row on "
+                                        f"{where} (device_retries={self.device_retries}); "
+                                        f"last error: {error}") from error
                 self.n_device_retries += 1
 
     def _call_device(self, x, params):
-        if self.device_timeout is None:
-            return self.black_box(x, params)
+        box, timeout = self.black_box, self.device_timeout
+        if timeout is None:
+            return box(x, params)
+        if not box.cancellable:
+            # A call that cannot be cancelled is waited for anyway: running it here keeps every
+            # call of the device (and every noise draw) in order, one after the other.
+            start = time.monotonic()
+            try:
+                y = box(x, params)
+            except BlackBoxError as error:
+                if time.monotonic() - start > timeout:
+                    raise self._timeout_error() from error
+                raise
+            if time.monotonic() - start > timeout:
+                raise self._timeout_error()
+            return y
         answer = {}
         grad_enabled = torch.is_grad_enabled()  # grad mode is per thread
 
         def call():
             try:
                 with torch.set_grad_enabled(grad_enabled):
-                    answer["y"] = self.black_box(x, params)
+                    answer["y"] = box(x, params)
             except BaseException as error:  # handed to the waiting thread
                 answer["error"] = error
 
-        worker = threading.Thread(target=call, name=f"{self.black_box.name} query", daemon=True)
+        worker = threading.Thread(target=call, name=f"{box.name} query", daemon=True)
         worker.start()
-        worker.join(self.device_timeout)
-        if worker.is_alive():
-            raise DeviceTimeoutError(f"{self.black_box.name} did not answer within "
-                                     f"device_timeout={self.device_timeout} s")
+        try:
+            worker.join(timeout)
+        finally:
+            # Also on KeyboardInterrupt: never return while the call still drives the device.
+            timed_out = worker.is_alive()
+            if timed_out:
+                try:
+                    box.cancel()
+                finally:
+                    worker.join()
+        if timed_out:
+            raise self._timeout_error() from answer.get("error")
         if "error" in answer:
             raise answer["error"]
         return answer["y"]
+
+    def _timeout_error(self):
+        return DeviceTimeoutError(f"{self.black_box.name} did not answer within "
+                                  f"device_timeout={self.device_timeout} s")
 
     def _device_query(self, inputs):
         return self.query_device(inputs, self.params.detach())
@@ -563,6 +655,10 @@ class BlackBoxLayer(nn.Module):
                     and self._input_gradient_mode() == "surrogate"):
                 self.sync_surrogate()
             y = _BlackBoxFunction.apply(x, self.params, self)
+            if torch.is_grad_enabled():
+                # A copy for the layers after: an in-place one (ReLU(inplace=True)) must not
+                # write into the output the backward pass reads.
+                y = y.clone()
         return y.reshape(*leading, self.out_features)
 
     def _input_gradient(self, x, params, y, grad_output):

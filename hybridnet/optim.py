@@ -138,7 +138,10 @@ class BatchedLoss:
         :class:`~hybridnet.perturbation.CoordinateEvaluator` computes them from the network's
         structure (same values, far less work); any other network is evaluated whole at each
         point, and a loss parameter's coordinates reuse the unperturbed output. Either way each
-        value counts as one loss evaluation.
+        value counts as one loss evaluation. The evaluator keeps the activations at the
+        parameters it was built for; it is rebuilt whenever the module's parameters, the loss
+        parameters or the inputs hold other values than then, so one closure can serve every
+        step of an optimizer.
 
         Parameters
         ----------

@@ -9,7 +9,7 @@ from sklearn.datasets import load_digits
 from sklearn.preprocessing import StandardScaler
 
 from hybridnet import BlackBoxLayer, HybridNetClassifier, calibrate
-from hybridnet.physical import SLM, FunctionBlackBox, MRRBank, MZIMesh
+from hybridnet.physical import SLM, FunctionBlackBox, MRRBank, MZIMesh, USVMesh
 
 
 def held_out_error(chip, twin, seed=5):
@@ -57,6 +57,32 @@ def test_lossy_mzi_twin_predicts_the_chip_and_costs_exactly_its_queries():
     assert float((fitted - chip.insertion_losses).abs().mean()) < float(
         (nominal.insertion_losses - chip.insertion_losses).abs().mean())
     assert bool((nominal.fabrication_offsets == 0).all())  # the argument is left unchanged
+
+
+@pytest.mark.parametrize("make", [
+    lambda: MZIMesh(8, 8, fabrication_error=0.2, insertion_loss=0.1, insertion_loss_std=0.05,
+                    detector_noise=0.02, seed=0),
+    lambda: USVMesh(4, 4, fabrication_error=0.1, insertion_loss=0.05, insertion_loss_std=0.05,
+                    detector_noise=0.02, seed=0),
+])
+def test_fitted_losses_are_never_negative(make):
+    # 2 % detector noise: fitted unconstrained, 3 of the 28 MZIs of the mesh went below 0 dB.
+    chip = make()
+    twin = calibrate(chip, chip.nominal_twin(), seed=0)
+    for name in twin.nonnegative_buffers():
+        assert bool((twin.get_buffer(name) >= 0).all()), name
+    assert twin.calibration_error < 0.05
+    assert held_out_error(chip, twin) < held_out_error(chip, chip.nominal_twin()) / 5
+
+
+def test_the_losses_of_a_lossless_design_are_fitted_too():
+    # The nominal twin starts every loss at 0 dB, where a fit of the losses never moved them.
+    chip = MZIMesh(6, 6, fabrication_error=0.2, insertion_loss_std=0.1, seed=3)
+    nominal = chip.nominal_twin()
+    assert bool((nominal.insertion_losses == 0).all())
+    twin = calibrate(chip, nominal, seed=0)
+    assert float((twin.insertion_losses - chip.insertion_losses).abs().mean()) < 0.25 * float(
+        chip.insertion_losses.abs().mean())
 
 
 def test_the_given_setting_is_measured_first():

@@ -17,7 +17,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from hybridnet import HybridNetClassifier, HybridNetRegressor
+from hybridnet import BlackBoxLayer, HybridNetClassifier, HybridNetRegressor
 from hybridnet.optim import BatchedLoss, ZerothOrderOptimizer, pointwise_unsafe_layers
 from hybridnet.perturbation import CoordinateEvaluator, batched_forward
 from hybridnet.physical import BlackBoxError, FunctionBlackBox, MRRBank
@@ -119,6 +119,19 @@ def test_batched_forward_leaves_the_callers_input_alone():
     closure = BatchedLoss(model, lambda output: output.square().mean(), x)
     closure()
     assert torch.equal(x, kept)
+
+
+def test_an_in_place_activation_after_a_device_trains_as_the_plain_one():
+    # Found by the property suite: the device's output was a view of what backward reads.
+    def gradients(inplace):
+        torch.manual_seed(0)
+        layer = BlackBoxLayer(MRRBank(4, 3, seed=0), surrogate_rank=2, seed=0)
+        model = nn.Sequential(nn.Linear(2, 4), layer, nn.ReLU(inplace=inplace), nn.Linear(3, 1))
+        model(torch.randn(8, 2, generator=torch.Generator().manual_seed(1))).sum().backward()
+        return [p.grad for p in model.parameters()]
+
+    for in_place, plain in zip(gradients(True), gradients(False), strict=True):
+        torch.testing.assert_close(in_place, plain, rtol=0, atol=0)
 
 
 # ------------------------------------------------------------------ 4. failed refits

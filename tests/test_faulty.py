@@ -3,6 +3,7 @@
 import copy
 import math
 import pickle
+import threading
 import time
 
 import pytest
@@ -20,8 +21,11 @@ from hybridnet.physical import (
 N_REQUESTS = 2000
 
 
-def identity_device(n):
-    """A device whose answer to x = ones is the parameter vector it received."""
+def identity_device(n, batched=False):
+    """A device whose answer to x = ones is the parameter vector (or vectors) it received."""
+    if batched:
+        return FunctionBlackBox(lambda x, params: x * params[:, None, :], n, n,
+                                init_params=torch.zeros(n), batched=True, name="identity")
     return FunctionBlackBox(lambda x, params: x * params, n, n, init_params=torch.zeros(n),
                             name="identity")
 
@@ -145,6 +149,48 @@ def test_calls_follow_the_wrapped_device():
     assert box.n_calls == box.n_queries == one_at_a_time.n_calls == 0
 
 
+def test_noise_state_is_the_wrapped_devices_and_the_faults_go_on(mesh_inputs):
+    _, x, params = mesh_inputs
+    mesh = MZIMesh(4, 4, detector_noise=0.1, seed=0)
+    box = FaultyBlackBox(mesh, fail_rate=0.5, seed=1)
+    state = box.noise_state()
+    assert torch.equal(state, mesh.noise_state())
+    first = run(box, 30, x, params)[0]
+    box.set_noise_state(state)
+    second = run(box, 30, x, params)[0]
+    # The mesh's noise starts over: its answers come again in the same order ...
+    answered = [[y for y in answers if y is not None] for answers in (first, second)]
+    n = min(map(len, answered))
+    assert n > 5
+    assert all(torch.equal(a, b) for a, b in zip(answered[0][:n], answered[1][:n], strict=True))
+    # ... while the faults are drawn afresh.
+    assert [y is None for y in first] != [y is None for y in second]
+
+
+def test_a_cancelled_delay_raises_at_once_without_querying_the_device():
+    mesh = MZIMesh(2, 2, seed=0)
+    box = FaultyBlackBox(mesh, delay=30.0, delay_rate=1.0, seed=0)
+    assert box.cancellable and not FaultyBlackBox(mesh).cancellable
+    assert not box.cancel()  # nothing running: passed on to the mesh, which cannot cancel
+    errors = []
+
+    def request():
+        try:
+            box(torch.ones(1, 2), box.initial_params())
+        except BlackBoxError as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=request)
+    start = time.monotonic()
+    worker.start()
+    while not box.cancel():  # until the request is in its delay
+        time.sleep(0.001)
+    worker.join()
+    assert time.monotonic() - start < 10  # not the 30 s delay
+    assert isinstance(errors[0].__cause__, InterruptedError)
+    assert (box.n_calls, box.n_delays, mesh.n_calls) == (1, 1, 0)
+
+
 def test_drift_is_a_random_walk():
     n, drift = 400, 0.01
     box = FaultyBlackBox(identity_device(n), drift=drift, seed=7)
@@ -159,9 +205,30 @@ def test_drift_is_a_random_walk():
 
 
 def test_drift_is_shared_by_the_settings_of_a_request():
-    box = FaultyBlackBox(identity_device(3), drift=0.1, seed=8)
+    box = FaultyBlackBox(identity_device(3, batched=True), drift=0.1, seed=8)
     y = box(torch.ones(1, 3), torch.zeros(4, 3))
     assert torch.equal(y, y[:1].expand_as(y))
+    assert box.n_calls == 1
+
+
+def test_a_device_taking_one_setting_at_a_time_drifts_and_fails_per_call():
+    # Four settings are four calls of such a device: each steps the drift and draws its faults.
+    box = FaultyBlackBox(identity_device(3), drift=0.1, seed=8)
+    assert box.settings_per_call == 1
+    y = box(torch.ones(1, 3), torch.zeros(4, 3))[:, 0]
+    assert box.n_calls == 4 and len(torch.unique(y, dim=0)) == 4
+    torch.testing.assert_close(y[-1], box.drift_offsets.float())
+    flaky = FaultyBlackBox(identity_device(3), fail_rate=0.5, seed=0)
+    answered = 0
+    for _ in range(200):
+        try:
+            flaky(torch.ones(1, 3), torch.zeros(4, 3))
+            answered += 1
+        except BlackBoxError:
+            pass
+    # all four calls must pass: 1/16 of the requests, not 1/2
+    assert_binomial(answered, 200, 0.5**4)
+    assert flaky.n_calls == flaky.device.n_calls + flaky.n_failures
 
 
 def test_seeds_reproduce_and_differ(mesh_inputs):

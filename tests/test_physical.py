@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from hybridnet.physical import SLM, BlackBoxError, FunctionBlackBox, MRRBank, MZIMesh, mzi
+from hybridnet.physical import (
+    SLM,
+    BlackBoxError,
+    FunctionBlackBox,
+    MRRBank,
+    MZIMesh,
+    USVMesh,
+    mzi,
+)
 
 TWO_PI = 2 * math.pi
 
@@ -95,12 +103,13 @@ def ref_mzi_pairs(n_modes):
 
 
 def ref_crosstalk(phases, c, pairs):
-    """phases + c * (adjacency of ``pairs``) phases, per setting."""
+    """phases + c * (adjacency of ``pairs``) (phases mod 2 pi), per setting: what leaks is the
+    power of each neighbour's heater, which drives its phase wrapped to [0, 2 pi)."""
     phases = np.asarray(phases, dtype=np.float64)
     adjacency = np.zeros((phases.shape[-1], phases.shape[-1]))
     for a, b in pairs:
         adjacency[a, b] = adjacency[b, a] = 1
-    return phases + c * phases @ adjacency
+    return phases + c * np.mod(phases, TWO_PI) @ adjacency
 
 
 def ref_quantize(phases, bits):
@@ -350,7 +359,7 @@ def test_crosstalk_slm_per_setting():
     c = 0.07
     slm = SLM(4, 3, crosstalk=c, seed=0)
     g = rng(12)
-    params = g.uniform(0, TWO_PI, (3, 12))
+    params = g.uniform(-TWO_PI, 2 * TWO_PI, (3, 12))  # beyond one period too
     x = g.normal(size=(6, 4))
     y = slm(t64(x), t64(params)).numpy()
     for k in range(3):  # leaks only between neighbours of the same setting
@@ -373,7 +382,7 @@ def test_crosstalk_mzi():
     c = 0.05
     mesh = MZIMesh(4, 4, crosstalk=c, seed=0)
     g = rng(13)
-    params = g.uniform(0, TWO_PI, mesh.n_params)
+    params = g.uniform(-TWO_PI, 2 * TWO_PI, mesh.n_params)
     x = g.normal(size=(3, 4))
     y = mesh(t64(x), t64(params)).numpy()
     np.testing.assert_allclose(y, ref_mesh(x, ref_crosstalk(params, c, ref_mzi_pairs(4)), 4, 4),
@@ -439,10 +448,51 @@ def test_crosstalk_mrr_grid_matches_reference():
     c = 0.08
     bank = MRRBank(4, 3, crosstalk=c, seed=0)
     g = rng(21)
-    params = g.uniform(0, 1, 12)
+    params = g.uniform(-1, 1, 12)  # a detuning below 0 is heated most of a period
     x = g.normal(size=(5, 4))
     weights = ref_mrr_weight(ref_crosstalk(params, c, ref_grid_pairs(3, 4))).reshape(3, 4)
     np.testing.assert_allclose(bank(t64(x), t64(params)).numpy(), x @ weights.T, atol=1e-12)
+
+
+# The response of every phase repeats every 2 pi, but the attenuators of USVMesh pass
+# sin(a / 2): period 4 pi.
+PERIODIC_DEVICES = {
+    "mzi": (lambda **options: MZIMesh(4, 4, **options), None),
+    "usv": (lambda **options: USVMesh(4, 3, **options), slice(12, 16)),
+    "mrr": (lambda **options: MRRBank(3, 2, **options), None),
+    "slm": (lambda **options: SLM(3, 2, **options), None),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PERIODIC_DEVICES))
+def test_crosstalk_leaves_a_phase_moved_by_a_period_unchanged(kind):
+    make, four_pi = PERIODIC_DEVICES[kind]
+    device = make(crosstalk=0.1, phase_bits=10, seed=0)
+    period = torch.full((device.n_params,), TWO_PI, dtype=torch.float64)
+    if four_pi is not None:
+        period[four_pi] = 2 * TWO_PI
+    g = rng(23)
+    params = t64(g.uniform(0, TWO_PI, device.n_params))
+    x = t64(g.normal(size=(5, device.in_features)))
+    y = device(x, params)
+    # one phase at a time, by -1 and +2 periods, and every phase at once
+    moved = [params + k * torch.eye(device.n_params, dtype=torch.float64)[j] * period
+             for j in range(device.n_params) for k in (-1, 2)]
+    moved.append(params + t64(g.integers(-2, 3, device.n_params)) * period)
+    for other in moved:
+        np.testing.assert_allclose(device(x, other).numpy(), y.numpy(), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", sorted(PERIODIC_DEVICES))
+def test_crosstalk_gradient_matches_finite_differences(kind):
+    # The leak goes through phases mod 2 pi, whose derivative is 1 away from the wrap points;
+    # the phases stay clear of them here.
+    device = PERIODIC_DEVICES[kind][0](crosstalk=0.1, seed=0).double()
+    g = rng(24)
+    params = t64(g.uniform(0.5, TWO_PI - 0.5, device.n_params)) + TWO_PI * t64(
+        g.integers(-1, 2, device.n_params))
+    x = t64(g.normal(size=(3, device.in_features)))
+    assert torch.autograd.gradcheck(lambda p: device(x, p), params.requires_grad_(True))
 
 
 def test_quantise_then_crosstalk_then_fabrication_order():
@@ -634,6 +684,23 @@ def test_counters_function_black_box(batched):
     assert (box.n_queries, box.n_calls) == (0, 0)
 
 
+def test_a_request_that_fails_midway_counts_the_calls_it_made():
+    asked = []
+
+    def driver(x, params):  # one setting at a time; the third fails
+        asked.append(len(x))
+        if len(asked) == 3:
+            raise OSError("frame dropped")
+        return x
+
+    box = FunctionBlackBox(driver, 2, 2, np.zeros(1))
+    assert box.settings_per_call == 1
+    with pytest.raises(BlackBoxError, match="frame dropped"):
+        box(torch.zeros(5, 2), torch.zeros(4, 1))
+    assert asked == [5, 5, 5]  # the fourth setting was never asked for
+    assert (box.n_calls, box.n_queries) == (3, 15)
+
+
 # ----------------------------------------------------------------------------- FunctionBlackBox
 
 def torch_device(x, params):
@@ -748,6 +815,7 @@ def test_function_black_box_bad_output_in_one_setting_only():
     ((torch_device, 2, -1, [0.0]), {}, ValueError, "out_features must be a positive int"),
     ((torch_device, 2.0, 2, [0.0]), {}, ValueError, "in_features must be a positive int"),
     ((torch_device, True, 2, [0.0]), {}, ValueError, "in_features must be a positive int"),
+    ((torch_device, 2, 2, [0.0]), {"cancel": "abort"}, TypeError, "cancel must be callable"),
 ])
 def test_function_black_box_constructor_validation(args, kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -6,13 +6,17 @@ settings at once, ``params`` of shape (settings x n_params) with ``x`` of shape
 (settings x batch x in_features) or (batch x in_features) shared by every setting, and then
 returns (settings x batch x out_features): this is how the engine evaluates all zeroth-order
 perturbations of a step in one request. Simulated devices answer such a request with one
-vectorised computation; a real device driver answers it one setting at a time.
+vectorised computation; a real device driver may take one setting at a time
+(``settings_per_call``), and the request is then served by one device call per setting.
 
 The engine relies on nothing else: ``in_features``, ``out_features``, ``n_params``,
 ``initial_params``, calling the box, the flags ``linear`` and ``differentiable``, the
-counters ``n_queries`` (input vectors served) and ``n_calls`` (device invocations), and the
+counters ``n_queries`` (input vectors served) and ``n_calls`` (device invocations), the
 declared non-idealities ``parameter_resolution``, ``parameter_noise``, ``output_noise`` and
-``max_smoothing``, from which ``zo_smoothing="auto"`` picks the zeroth-order step.
+``max_smoothing``, from which ``zo_smoothing="auto"`` picks the zeroth-order step, and what
+:class:`~hybridnet.BlackBoxLayer` needs to retry and time out calls: ``settings_per_call``,
+``cancellable`` with :meth:`BlackBox.cancel`, and :meth:`BlackBox.noise_state` with
+:meth:`BlackBox.set_noise_state`.
 """
 
 import abc
@@ -52,17 +56,19 @@ class DeviceTimeoutError(BlackBoxError):
     --------
     :class:`~hybridnet.BlackBoxLayer` raises it for a call that takes longer than its
     ``device_timeout``; once ``device_retries`` more tries have failed too, it is the cause of
-    the layer's :class:`BlackBoxError`.
+    the layer's :class:`BlackBoxError`. A driver that can abort a call plugs its abort in as
+    ``cancel``; the layer calls it when the time is up and waits for the call to end.
 
     >>> import threading
     >>> import torch
     >>> from hybridnet import BlackBoxLayer
     >>> from hybridnet.physical import BlackBoxError, DeviceTimeoutError, FunctionBlackBox
-    >>> ready = threading.Event()
-    >>> def busy_instrument(x, params):  # answers only once `ready` is set (or after 1 s)
-    ...     ready.wait(1.0)
+    >>> abort = threading.Event()
+    >>> def busy_instrument(x, params):  # answers after 10 s, unless aborted
+    ...     if abort.wait(10.0):
+    ...         raise InterruptedError("measurement aborted")
     ...     return x * params
-    >>> box = FunctionBlackBox(busy_instrument, 2, 2, init_params=[1.0, 1.0])
+    >>> box = FunctionBlackBox(busy_instrument, 2, 2, init_params=[1.0, 1.0], cancel=abort.set)
     >>> layer = BlackBoxLayer(box, device_timeout=0.05, device_retries=0, seed=0)
     >>> try:
     ...     layer.query_device(torch.ones(1, 2), layer.params.detach())
@@ -71,7 +77,6 @@ class DeviceTimeoutError(BlackBoxError):
     ...     print(error.__cause__)
     True
     busy_instrument did not answer within device_timeout=0.05 s
-    >>> ready.set()  # the late call finishes in the background; its answer is discarded
     """
 
 
@@ -80,7 +85,8 @@ class BlackBox(nn.Module, abc.ABC):
 
     Subclasses implement ``_query`` on the batched form (settings x batch x in_features,
     settings x n_params) and :meth:`initial_params`. The base class normalises shapes and dtypes,
-    counts queries, and turns exceptions and garbage outputs into :class:`BlackBoxError`.
+    splits a request into calls of at most ``settings_per_call`` settings, counts queries, and
+    turns exceptions and garbage outputs into :class:`BlackBoxError`.
 
     Parameters
     ----------
@@ -96,10 +102,18 @@ class BlackBox(nn.Module, abc.ABC):
     Attributes
     ----------
     n_queries : int
-        Input vectors served so far (one per row of ``x`` per parameter setting).
+        Input vectors asked of the device so far (one per row of ``x`` per parameter setting),
+        the calls that failed included.
     n_calls : int
-        Device invocations so far. Simulated devices serve a request with several parameter
-        settings in one call; a driver that takes one setting at a time counts one call each.
+        Device invocations so far, failed ones included: one per call of ``_query``. Each is
+        counted when it is made, so a request that fails midway counts the calls it made.
+    settings_per_call : int or None
+        The most parameter settings one device call takes: None (the default) for any number
+        (simulators, batched drivers), 1 for a driver that takes one setting at a time. The
+        box serves a larger request by several calls, and :class:`~hybridnet.BlackBoxLayer`
+        retries each of them on its own.
+    cancellable : bool
+        True when :meth:`cancel` can stop a running call early (False by default).
     linear : bool or None
         True when the output is linear in ``x`` (``f(x, w) = A(w) x``), False when not, None
         when unknown (``BlackBoxLayer`` then tests it with a few queries).
@@ -135,10 +149,17 @@ class BlackBox(nn.Module, abc.ABC):
     torch.Size([4, 2, 3])
     >>> box.n_queries, box.n_calls
     (10, 2)
+    >>> box.settings_per_call = 1  # as if its driver took one setting at a time
+    >>> box(torch.ones(2, 3), torch.ones(4, 3)).shape
+    torch.Size([4, 2, 3])
+    >>> box.n_queries, box.n_calls  # the same 8 inputs, in four calls
+    (18, 6)
     """
 
     linear = True
     differentiable = True
+    settings_per_call = None
+    cancellable = False
     parameter_resolution = None
     parameter_noise = 0.0
     output_noise = 0.0
@@ -176,9 +197,77 @@ class BlackBox(nn.Module, abc.ABC):
     def _query(self, x, params):
         """Evaluate the device on x (settings, batch, in) for params (settings, n_params)."""
 
-    def _calls_for(self, n_settings):
-        """How many device calls a request with ``n_settings`` parameter settings costs."""
-        return 1
+    def cancel(self):
+        """Ask the device to stop the call now running in another thread.
+
+        :class:`~hybridnet.BlackBoxLayer` calls it when a call runs past ``device_timeout``
+        and the box is ``cancellable``; it then waits for the call to end, so the call must
+        end soon after (raising, or returning an answer the layer discards). A device that
+        cannot stop a call leaves ``cancellable`` False and this default, which returns False;
+        the layer then never runs its calls in another thread but waits each one out.
+
+        Returns
+        -------
+        bool
+            True when a running call was asked to stop.
+
+        Examples
+        --------
+        >>> from hybridnet.physical import MZIMesh
+        >>> mesh = MZIMesh(2, 2, seed=0)  # a simulator answers at once: nothing to cancel
+        >>> mesh.cancellable, mesh.cancel()
+        (False, False)
+        """
+        return False
+
+    def noise_state(self):
+        """The state of the device's random noise, to be restored by :meth:`set_noise_state`.
+
+        :class:`~hybridnet.BlackBoxLayer` takes it before a call and restores it before
+        retrying a failed one, so the answer that succeeds carries the noise the first call
+        would have had and a failure shifts no later draw. A device without a noise stream it
+        can replay (a real device, a driver) returns None, as this default does.
+
+        Returns
+        -------
+        object or None
+            Opaque; pass it back to :meth:`set_noise_state` unchanged.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from hybridnet.physical import MZIMesh
+        >>> mesh = MZIMesh(2, 2, detector_noise=0.1, seed=0)
+        >>> x, params = torch.ones(1, 2), mesh.initial_params()
+        >>> state = mesh.noise_state()
+        >>> first = mesh(x, params)
+        >>> torch.equal(mesh(x, params), first)  # fresh noise on every call
+        False
+        >>> mesh.set_noise_state(state)
+        >>> torch.equal(mesh(x, params), first)  # the same noise once more
+        True
+        """
+        return None
+
+    def set_noise_state(self, state):
+        """Restore a state returned by :meth:`noise_state` (None: nothing to restore).
+
+        Parameters
+        ----------
+        state : object or None
+            What :meth:`noise_state` returned.
+
+        Examples
+        --------
+        >>> from hybridnet.physical import FunctionBlackBox
+        >>> box = FunctionBlackBox(lambda x, params: x * params, 2, 2, init_params=[1.0, 1.0])
+        >>> print(box.noise_state())  # a driver's noise is the bench's: nothing to replay
+        None
+        >>> box.set_noise_state(None)
+        """
+        if state is not None:
+            raise ValueError(f"{self.name} has no noise stream, so it cannot restore the noise "
+                             f"state {state!r}")
 
     def reset_counters(self):
         """Set ``n_queries`` and ``n_calls`` back to zero."""
@@ -186,7 +275,7 @@ class BlackBox(nn.Module, abc.ABC):
         self.n_calls = 0
 
     def forward(self, x, params):
-        """Query the device.
+        """Query the device: one call, or one per ``settings_per_call`` settings.
 
         Parameters
         ----------
@@ -217,15 +306,22 @@ class BlackBox(nn.Module, abc.ABC):
             dtype = torch.get_default_dtype()
         x, params = x.to(dtype), params.to(dtype)
         n_settings, batch = x.shape[0], x.shape[1]
-        self.n_queries += n_settings * batch
-        self.n_calls += self._calls_for(n_settings)
-        try:
-            y = self._query(x, params)
-        except BlackBoxError:
-            raise
-        except Exception as error:
-            raise BlackBoxError(f"{self.name} raised {type(error).__name__}: {error}") from error
-        self._check_output(y, (n_settings, batch, self.out_features))
+        size = self.settings_per_call or n_settings
+        answers = []
+        for start in range(0, n_settings, size):
+            x_part, params_part = x[start:start + size], params[start:start + size]
+            self.n_queries += len(params_part) * batch
+            self.n_calls += 1
+            try:
+                y = self._query(x_part, params_part)
+            except BlackBoxError:
+                raise
+            except Exception as error:
+                raise BlackBoxError(f"{self.name} raised {type(error).__name__}: "
+                                    f"{error}") from error
+            self._check_output(y, (len(params_part), batch, self.out_features))
+            answers.append(y)
+        y = answers[0] if len(answers) == 1 else torch.cat(answers)
         return y[0] if single else y
 
     def _check_output(self, y, expected_shape, shown_shape=None):

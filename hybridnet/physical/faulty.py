@@ -9,7 +9,7 @@ rehearsed on a simulator before it meets the bench.
 
 import math
 import numbers
-import time
+import threading
 
 import torch
 
@@ -52,8 +52,9 @@ def _check_rate(name, value):
 class FaultyBlackBox(BlackBox):
     """Wrap a black box and inject transient failures, NaN answers, delays and drift.
 
-    Every request (one call of the box, however many parameter settings it carries) draws its
-    faults independently of the others:
+    Every request (one device call: a call of the box, or, when the wrapped device takes
+    ``settings_per_call`` settings at a time, each call the box splits a larger request into)
+    draws its faults independently of the others:
 
     * with probability ``fail_rate`` it raises :class:`TransientDeviceError` without querying
       the wrapped device (a :class:`~hybridnet.physical.BlackBoxError` once through the box's
@@ -62,6 +63,9 @@ class FaultyBlackBox(BlackBox):
       subset of its entries (at least one), which the base class refuses as a
       :class:`~hybridnet.physical.BlackBoxError`;
     * with probability ``delay_rate`` the answer (or the failure) comes ``delay`` seconds late.
+      The delay can be cancelled (:meth:`cancel`, as :class:`~hybridnet.BlackBoxLayer` does
+      once ``device_timeout`` has passed): the request then raises at once, without querying
+      the wrapped device.
 
     Drift is a random walk of hidden parameter offsets: every request, failed or not, first adds
     a step ~ N(0, drift^2) to each offset, then the wrapped device receives the commanded
@@ -72,14 +76,20 @@ class FaultyBlackBox(BlackBox):
     The box's own ``n_queries`` and ``n_calls`` count every request made to it, failed ones
     included (what the bench would have been asked); the wrapped device, queried through its
     own call, counts only the requests that reached it. All randomness of a request is drawn
-    when it starts, before any delay, so a late request left running by a timeout does not
-    shift the draws of the next one.
+    when it starts, before any delay.
+
+    Noise and retries: :meth:`noise_state` and :meth:`set_noise_state` are the wrapped device's,
+    so a layer that restores the noise before retrying a failed request gets the noise the
+    first try would have had, and training through injected failures, NaN answers and
+    cancelled delays ends exactly where training on the bare device does. The fault and drift
+    streams are the bench's own and are never rewound: a retry draws new faults (else a
+    failed request would fail again on every retry) and the heaters drift on meanwhile.
 
     Parameters
     ----------
     device : BlackBox
-        The device to wrap. Its shape, ``linear``, ``differentiable``, ``initial_params`` and
-        call cost are the wrapper's.
+        The device to wrap. Its shape, ``linear``, ``differentiable``, ``initial_params``,
+        ``settings_per_call`` and noise stream are the wrapper's.
     fail_rate : float, default=0
         Probability that a request raises.
     nan_rate : float, default=0
@@ -155,6 +165,9 @@ class FaultyBlackBox(BlackBox):
         self._drift_generator = make_generator(drift_seed)
         self.register_buffer("drift_offsets", torch.zeros(device.n_params, dtype=torch.float64))
         self.n_failures = self.n_nan_answers = self.n_delays = 0
+        # The cancel event of the delay now running, if any (None between requests, so the
+        # box pickles).
+        self._pending_delay = None
 
     def initial_params(self, generator=None):
         """The wrapped device's initial parameters."""
@@ -184,8 +197,60 @@ class FaultyBlackBox(BlackBox):
         """The wrapped device's nominal twin: the faults are the bench's, not the design's."""
         return self.device.nominal_twin()
 
-    def _calls_for(self, n_settings):
-        return self.device._calls_for(n_settings)
+    @property
+    def settings_per_call(self):
+        """The wrapped device's."""
+        return self.device.settings_per_call
+
+    @property
+    def cancellable(self):
+        """True when delays are injected (they can be cancelled) or the wrapped device is."""
+        return self.delay_rate > 0 or self.device.cancellable
+
+    def cancel(self):
+        """Cancel the injected delay of the request now running, or else pass the call on to
+        the wrapped device's :meth:`~hybridnet.physical.BlackBox.cancel`.
+
+        Returns
+        -------
+        bool
+            True when a delay was cancelled or the wrapped device accepted.
+
+        Examples
+        --------
+        >>> import threading
+        >>> import torch
+        >>> from hybridnet.physical import BlackBoxError, FaultyBlackBox, MZIMesh
+        >>> bench = FaultyBlackBox(MZIMesh(2, 2, seed=0), delay=60.0, delay_rate=1.0, seed=0)
+        >>> failure = []
+        >>> def request():
+        ...     try:
+        ...         bench(torch.ones(1, 2), bench.initial_params())
+        ...     except BlackBoxError as error:
+        ...         failure.append(str(error))
+        >>> worker = threading.Thread(target=request)
+        >>> worker.start()
+        >>> while not bench.cancel():  # until the request is in its delay
+        ...     pass
+        >>> worker.join()
+        >>> failure
+        ['Faulty(MZIMesh) raised InterruptedError: request cancelled during its injected delay']
+        >>> bench.device.n_calls  # the mesh was never queried
+        0
+        """
+        delay = self._pending_delay
+        if delay is not None:
+            delay.set()
+            return True
+        return self.device.cancel()
+
+    def noise_state(self):
+        """The wrapped device's (see :meth:`~hybridnet.physical.BlackBox.noise_state`)."""
+        return self.device.noise_state()
+
+    def set_noise_state(self, state):
+        """Restore the wrapped device's noise; the fault and drift streams go on."""
+        self.device.set_noise_state(state)
 
     def reset_counters(self):
         """Zero the query, call and fault counters, and the wrapped device's counters."""
@@ -208,7 +273,13 @@ class FaultyBlackBox(BlackBox):
             params = params + self.drift_offsets.to(params)
         if late:
             self.n_delays += 1
-            time.sleep(self.delay)
+            cancelled = threading.Event()
+            self._pending_delay = cancelled
+            try:
+                if cancelled.wait(self.delay):
+                    raise InterruptedError("request cancelled during its injected delay")
+            finally:
+                self._pending_delay = None
         if fail:
             self.n_failures += 1
             raise TransientDeviceError(f"transient fault on {self.device.name} (injected; "

@@ -32,11 +32,18 @@ class FunctionBlackBox(BlackBox):
     batched : bool, default=False
         True when ``fn`` also accepts several settings at once: x (settings x batch x
         in_features) with params (settings x n_params), returning (settings x batch x
-        out_features). Otherwise a request with several settings calls ``fn`` once per setting
-        (and counts one device call each).
+        out_features); ``settings_per_call`` is then None (set it to the most your driver
+        takes, if it has a limit). Otherwise ``settings_per_call`` is 1: a request with several
+        settings calls ``fn`` once per setting (one device call each), and
+        :class:`~hybridnet.BlackBoxLayer` retries each call on its own.
     linear : bool or None, default=None
         Whether ``fn`` is linear in ``x``. None lets :class:`~hybridnet.BlackBoxLayer` detect it
         with a few queries.
+    cancel : callable, optional
+        ``cancel()``, called from another thread while ``fn`` runs, makes ``fn`` stop soon
+        (raise, or return early): your driver's abort. With it, a call that runs past
+        :class:`~hybridnet.BlackBoxLayer`'s ``device_timeout`` is cancelled; without it, the
+        layer waits for the call to end and then discards its late answer.
     name : str, optional
         Name used in error messages; defaults to the function's name.
 
@@ -47,14 +54,16 @@ class FunctionBlackBox(BlackBox):
     >>> def device(x, params):  # a numpy "driver" of a 3 x 2 linear device
     ...     return x @ params.reshape(3, 2)
     >>> box = FunctionBlackBox(device, 2, 3, init_params=np.zeros(6), backend="numpy")
-    >>> box.n_params, box.differentiable
-    (6, False)
+    >>> box.n_params, box.differentiable, box.settings_per_call, box.cancellable
+    (6, False, 1, False)
     """
 
     def __init__(self, fn, in_features, out_features, init_params, *, backend="torch",
-                 batched=False, linear=None, name=None):
+                 batched=False, linear=None, cancel=None, name=None):
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+        if cancel is not None and not callable(cancel):
+            raise TypeError(f"cancel must be callable or None, got {type(cancel).__name__}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if isinstance(init_params, torch.Tensor):
@@ -70,7 +79,10 @@ class FunctionBlackBox(BlackBox):
         self.fn = fn
         self.backend = backend
         self.batched = bool(batched)
+        self.settings_per_call = None if self.batched else 1
         self.linear = linear
+        self.cancel_fn = cancel
+        self.cancellable = cancel is not None
         self.differentiable = backend == "torch"
         self.register_buffer("init_params", init.to(torch.get_default_dtype()))
 
@@ -78,8 +90,15 @@ class FunctionBlackBox(BlackBox):
         """The ``init_params`` given at construction (``generator`` is not used)."""
         return self.init_params.clone()
 
-    def _calls_for(self, n_settings):
-        return 1 if self.batched else n_settings
+    def cancel(self):
+        """Call the ``cancel`` given at construction; False when there is none.
+
+        See :meth:`BlackBox.cancel`.
+        """
+        if self.cancel_fn is None:
+            return False
+        self.cancel_fn()
+        return True
 
     def _call(self, x, params):
         if self.backend == "numpy":

@@ -141,6 +141,10 @@ class MZIMesh(PhotonicDevice):
         """The phase offsets and the per-MZI losses."""
         return ["fabrication_offsets", "insertion_losses"]
 
+    def nonnegative_buffers(self):
+        """The per-MZI losses: an MZI cannot amplify."""
+        return ["insertion_losses"]
+
     def initial_params(self, generator=None):
         """Phases ~ N(pi/2, 1/sqrt(N))."""
         return math.pi / 2 + torch.randn(self.n_params, generator=generator) / math.sqrt(

@@ -5,8 +5,11 @@ in the order the hardware does:
 
 1. phase quantization: the DAC resolves ``phase_bits`` bits over one period (2 pi);
 2. thermal crosstalk: each heater leaks ``crosstalk`` of its phase into each heater next to it
-   on the chip (``phi_eff = C phi``, C = I + crosstalk x the adjacency matrix of the layout);
-   every device documents its layout in :meth:`PhotonicDevice.heater_neighbours`;
+   on the chip (``phi_eff = phi + crosstalk A (phi mod 2 pi)``, A the adjacency matrix of the
+   layout); every device documents its layout in :meth:`PhotonicDevice.heater_neighbours`.
+   What leaks is the heater's power, and a heater only heats: the controller drives the
+   power for the commanded phase wrapped to [0, 2 pi), never an extra period, so the leak
+   follows the wrapped phase and a phase moved by 2 pi changes nothing;
 3. static fabrication error: a fixed random offset per phase (std ``fabrication_error`` rad),
    drawn once from ``seed`` and unknown to the trainer;
 4. phase noise: fresh Gaussian noise (std ``phase_noise`` rad) for every device call;
@@ -48,8 +51,8 @@ class PhotonicDevice(BlackBox):
     phase_noise : float, default=0
         Std (rad) of random phase noise drawn afresh for every call.
     crosstalk : float, default=0
-        Fraction of each heater's phase leaking into each of its neighbours on the chip (see
-        :meth:`heater_neighbours`).
+        Fraction of each heater's phase, wrapped to [0, 2 pi), leaking into each of its
+        neighbours on the chip (see :meth:`heater_neighbours`).
     detector_noise : float, default=0
         Relative std of multiplicative output noise.
     fabrication_error : float, default=0
@@ -161,6 +164,11 @@ class PhotonicDevice(BlackBox):
         """Names of the buffers :func:`hybridnet.calibrate` fits: the hidden chip state."""
         return ["fabrication_offsets"]
 
+    def nonnegative_buffers(self):
+        """Names, among :meth:`calibration_buffers`, of those that cannot be negative (losses):
+        :func:`hybridnet.calibrate` keeps them at or above 0. None here."""
+        return []
+
     @abc.abstractmethod
     def _transfer(self, x, phases):
         """The ideal device: x (settings, batch, in), phases (settings, n_params)."""
@@ -173,10 +181,13 @@ class PhotonicDevice(BlackBox):
             quantized = torch.round(phases / step) * step
             phases = phases + (quantized - phases).detach()  # straight-through for the twin
         if self.crosstalk:
+            # The heater power that leaks is periodic in the commanded phase (see the module
+            # docstring); remainder's gradient is 1 almost everywhere, so autograd still works.
+            heat = torch.remainder(phases, 2 * math.pi)
             first, second = self._neighbours().to(phases.device).unbind(1)
             leak = torch.zeros_like(phases)
-            leak.index_add_(1, first, phases[:, second])
-            leak.index_add_(1, second, phases[:, first])
+            leak.index_add_(1, first, heat[:, second])
+            leak.index_add_(1, second, heat[:, first])
             phases = phases + self.crosstalk * leak
         # Always added: a calibrated twin carries fitted offsets with fabrication_error = 0.
         phases = phases + self.fabrication_offsets.to(phases.dtype)
@@ -184,6 +195,20 @@ class PhotonicDevice(BlackBox):
             phases = phases + self.phase_noise * randn(
                 phases.shape, self._generator, dtype=phases.dtype, device=phases.device)
         return phases
+
+    def noise_state(self):
+        """The state of the stream that draws the phase and detector noise (a tensor).
+
+        See :meth:`BlackBox.noise_state`.
+        """
+        return self._generator.get_state()
+
+    def set_noise_state(self, state):
+        """Restore the noise stream to a state :meth:`noise_state` returned.
+
+        See :meth:`BlackBox.set_noise_state`.
+        """
+        self._generator.set_state(state)
 
     def _query(self, x, params):
         y = self._transfer(x, self.applied_phases(params))

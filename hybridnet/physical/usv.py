@@ -110,6 +110,10 @@ class USVMesh(PhotonicDevice):
         """The phase offsets and the per-MZI losses of both meshes."""
         return ["fabrication_offsets", "v_mesh.insertion_losses", "u_mesh.insertion_losses"]
 
+    def nonnegative_buffers(self):
+        """The per-MZI losses of both meshes: an MZI cannot amplify."""
+        return ["v_mesh.insertion_losses", "u_mesh.insertion_losses"]
+
     def _transfer(self, x, phases):
         v_phases, attenuation, modulation, u_phases = self._split(phases)
         k = self.n_modulators
