@@ -111,8 +111,8 @@ def plot_solution(solver, path=None, *, axes=(0, 1), at=None, resolution=200, ti
     axes : tuple of two int, default=(0, 1)
         The coordinates across and up.
     at : sequence of float, optional
-        A point of the domain whose other coordinates fix the slice; default the box's
-        centre.
+        A point of the domain whose other coordinates fix the slice; default the centre of
+        the domain's bounding box. Grid points outside the domain are left blank.
     resolution : int, default=200
         Grid points along each axis.
     title : str, optional
@@ -143,27 +143,38 @@ def plot_solution(solver, path=None, *, axes=(0, 1), at=None, resolution=200, ti
     if len(set(axes)) != 2 or not all(0 <= axis < domain.dim for axis in axes):
         raise ValueError(f"axes must be two different coordinates in 0..{domain.dim - 1}, "
                          f"got {axes!r}")
-    centre = (domain.lower + domain.upper) / 2 if at is None else np.asarray(at, dtype=float)
+    import torch
+
+    lower, upper = domain.bounding_box
+    centre = (lower + upper) / 2 if at is None else np.asarray(at, dtype=float)
     if centre.shape != (domain.dim,):
         raise ValueError(f"at must have {domain.dim} coordinates, got {centre.shape}")
-    grid = [np.linspace(domain.lower[axis], domain.upper[axis], resolution) for axis in axes]
+    grid = [np.linspace(lower[axis], upper[axis], resolution) for axis in axes]
     mesh = np.meshgrid(*grid)
     X = np.tile(centre, (resolution * resolution, 1))
     X[:, across], X[:, up] = mesh[0].ravel(), mesh[1].ravel()
+    # Grid points outside the domain (a hole, beyond a disk's rim) stay blank (NaN).
+    inside = domain.inside(torch.as_tensor(X)).numpy()
     shape = (resolution, resolution)
-    maps = [("prediction", solver.predict(X).reshape(shape))]
-    if solver.pde.solution is not None:
-        import torch
 
-        exact = np.asarray(solver.pde.solution(torch.as_tensor(X)), dtype=float).reshape(shape)
-        error = np.abs(maps[0][1] - exact)
-        relative = np.linalg.norm(error) / np.linalg.norm(exact)
-        maps += [("reference", exact), (f"|error|, relative L2 {relative:.2e}", error)]
+    def on_grid(values):
+        full = np.full(len(X), np.nan)
+        full[inside] = values
+        return full.reshape(shape)
+
+    prediction = solver.predict(X[inside])
+    maps = [("prediction", on_grid(prediction))]
+    if solver.pde.solution is not None:
+        exact = np.asarray(solver.pde.solution(torch.as_tensor(X[inside])),
+                           dtype=float).reshape(prediction.shape)
+        relative = np.linalg.norm(prediction - exact) / np.linalg.norm(exact)
+        maps += [("reference", on_grid(exact)),
+                 (f"|error|, relative L2 {relative:.2e}", on_grid(np.abs(prediction - exact)))]
     plt = _pyplot()
     figure, panels = plt.subplots(1, len(maps), figsize=(4.6 * len(maps), 3.8), squeeze=False)
     extent = (grid[0][0], grid[0][-1], grid[1][0], grid[1][-1])
     # The prediction and the reference share a colour scale, so they can be compared by eye.
-    shared = (min(m.min() for _, m in maps[:2]), max(m.max() for _, m in maps[:2]))
+    shared = (min(np.nanmin(m) for _, m in maps[:2]), max(np.nanmax(m) for _, m in maps[:2]))
     one_space_axis = len(domain.space_axes) == 1
     names = ["t" if axis == domain.time_axis else "x" if one_space_axis else f"x{axis}"
              for axis in axes]

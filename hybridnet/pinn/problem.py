@@ -9,6 +9,7 @@ from sklearn.utils import check_random_state
 
 from .conditions import Condition
 from .domain import Box
+from .geometry import Geometry
 
 
 class PDE:
@@ -16,8 +17,10 @@ class PDE:
 
     Parameters
     ----------
-    domain : Box
-        Where the PDE holds.
+    domain : Geometry
+        Where the PDE holds: a :class:`~hybridnet.pinn.Box`, any other geometry of
+        :mod:`hybridnet.pinn.geometry` or a composition of them, or a
+        :class:`~hybridnet.pinn.SpaceTime` for time-dependent problems.
     residual : callable
         ``residual(x, d) -> (n,)``: x the points (n x D tensor), d a
         :class:`~hybridnet.pinn.derivatives.Derivatives` with ``d.u``, ``d.diff(i)``,
@@ -64,8 +67,10 @@ class PDE:
 
     def __init__(self, domain, residual, conditions=(), solution=None, output_transform=None,
                  parameters=None):
-        if not isinstance(domain, Box):
-            raise TypeError(f"domain must be a hybridnet.pinn.Box, got {type(domain).__name__}")
+        if not isinstance(domain, Geometry):
+            raise TypeError(f"domain must be a hybridnet.pinn geometry (Box, Interval, Rectangle, "
+                            f"Disk, Polygon, a composition of them, SpaceTime), got "
+                            f"{type(domain).__name__}")
         if not callable(residual):
             raise TypeError(f"residual must be callable as residual(x, d), got "
                             f"{type(residual).__name__}")
@@ -132,8 +137,12 @@ class PDE:
         if not (isinstance(noise, numbers.Real) and noise >= 0 and math.isfinite(noise)):
             raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
         rng = check_random_state(random_state)
-        unit = rng.random_sample((int(n), self.domain.dim))
-        X = self.domain.lower + unit * (self.domain.upper - self.domain.lower)
+        if isinstance(self.domain, Box):
+            unit = rng.random_sample((int(n), self.domain.dim))
+            X = self.domain.lower + unit * (self.domain.upper - self.domain.lower)
+        else:
+            generator = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
+            X = self.domain.sample_interior(int(n), generator, torch.float64).numpy()
         exact = np.asarray(self.solution(torch.as_tensor(X)), dtype=np.float64).reshape(-1)
         return X, exact + noise * np.sqrt(np.mean(exact**2)) * rng.standard_normal(len(exact))
 
