@@ -1,18 +1,21 @@
 """Property-based tests of the zeroth-order engine: random small networks of every supported
-layer kind (dense, TT, device, activations, in place or not), random shapes and dtypes.
+layer kind (dense, TT, device, activations, in place or not), random shapes and dtypes; and
+save / load round trips of estimators with random settings.
 
 The independent reference is the plain whole-network evaluation: each perturbed point is
 written into the parameters and the untouched network is run on a copy of the batch. Device
 calls are checked against a counter kept inside the driver and against a hand count.
 """
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from hybridnet import BlackBoxLayer, TTLinear
+import hybridnet
+from hybridnet import BlackBoxLayer, HybridNetClassifier, TTLinear
 from hybridnet.network import Sine
 from hybridnet.optim import BatchedLoss
 from hybridnet.perturbation import CoordinateEvaluator, supports_batched_forward
@@ -203,3 +206,22 @@ def test_hand_count_of_a_known_network(dtype):
                                     list(model.parameters()))
     evaluator.evaluate(torch.arange(16 + 8 + 3), 1e-3)
     assert driver.served == 125 == 5 * (1 + 16 + 8)
+
+
+@settings(max_examples=10, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([None, "mrr", "slm", "mzi"]), st.sampled_from(["surrogate", "bp_free"]),
+       st.sampled_from([None, 2]), st.lists(st.integers(2, 6), min_size=2, max_size=3),
+       st.integers(0, 2**16))
+def test_a_saved_model_loads_and_predicts_identically(tmp_path_factory, physical_layer,
+                                                     training, tt_rank, hidden, seed):
+    rng = np.random.RandomState(seed)
+    X, y = rng.randn(40, 4), rng.randint(0, 3, 40)
+    model = HybridNetClassifier(tuple(hidden), physical_layer=physical_layer, training=training,
+                                tt_rank=tt_rank, surrogate_rank=1, max_iter=1, batch_size=16,
+                                random_state=seed).fit(X, y)
+    path = tmp_path_factory.mktemp("saved") / "model.hnet"
+    hybridnet.save(model, path)
+    loaded = hybridnet.load(path)
+    np.testing.assert_array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    assert loaded.get_params()["physical_layer"] == physical_layer
