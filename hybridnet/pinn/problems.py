@@ -13,8 +13,9 @@ import math
 import numpy as np
 import torch
 
-from .conditions import DirichletBC, InitialCondition, TerminalCondition
+from .conditions import DirichletBC, InitialCondition, NeumannBC, TerminalCondition
 from .domain import Box
+from .geometry import Disk, Rectangle
 from .problem import PDE
 
 BUILTIN = {}
@@ -368,3 +369,86 @@ def black_scholes(strike=1.0, rate=0.05, volatility=0.2, maturity=1.0, s_max=2.0
                      where=functools.partial(_at_far_end, s_max=s_max))],
         solution=functools.partial(_black_scholes_solution, strike=strike, rate=rate,
                                    volatility=volatility, maturity=maturity))
+
+
+# ----------------------------------------------------------------------------- Helmholtz, hole
+# DeepXDE's Helmholtz_Neumann_2d_hole example: the square [-1/2, 1/2]^2 without the disk of
+# radius 1/4 at its centre.
+HOLE_RADIUS = 0.25
+HALF_SIDE = 0.5
+
+
+def _helmholtz_solution(x, wavenumber):
+    return torch.sin(wavenumber * x[:, 0]) * torch.sin(wavenumber * x[:, 1])
+
+
+def _helmholtz_residual(x, d, wavenumber):
+    source = wavenumber**2 * _helmholtz_solution(x, wavenumber)
+    return -d.laplacian() - wavenumber**2 * d.u - source
+
+
+def _on_hole(x):
+    return (x.norm(dim=1) - HOLE_RADIUS).abs() <= 1e-6
+
+
+def _on_square(x):
+    return (x.abs().amax(dim=1) - HALF_SIDE).abs() <= 1e-6
+
+
+def _hole_flux(x, wavenumber):
+    """The exact solution's derivative along the outward normal of the holed plate on the
+    hole's edge, which points into the hole: ``n = -x / |x|``."""
+    kx, ky = wavenumber * x[:, 0], wavenumber * x[:, 1]
+    gradient = wavenumber * torch.stack([torch.cos(kx) * torch.sin(ky),
+                                         torch.sin(kx) * torch.cos(ky)], dim=1)
+    return -(gradient * x).sum(dim=1) / x.norm(dim=1)
+
+
+@_builtin
+def helmholtz_hole(n=1):
+    """``-Laplacian u - k^2 u = k^2 sin(k x) sin(k y)``, ``k = 2 pi n``, on a plate with a hole.
+
+    DeepXDE's ``Helmholtz_Neumann_2d_hole`` example: the square ``[-1/2, 1/2]^2`` minus the disk
+    of radius 1/4 at its centre; ``u = 0`` on the square's edges (Dirichlet), and on the hole's
+    edge the exact solution's normal derivative (Neumann, with the plate's outward normal,
+    which points into the hole). Exact solution ``sin(k x) sin(k y)``.
+
+    Parameters
+    ----------
+    n : int, default=1
+        Wavelengths across the plate.
+
+    Returns
+    -------
+    PDE
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn import problems
+    >>> from hybridnet.pinn.derivatives import AutogradDerivatives
+
+    The exact solution satisfies the PDE and both conditions:
+
+    >>> pde = problems.helmholtz_hole()
+    >>> [type(condition).__name__ for condition in pde.conditions]
+    ['DirichletBC', 'NeumannBC']
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = pde.domain.sample_interior(64, g, torch.float64)
+    >>> d = AutogradDerivatives().evaluate(pde.solution, x, space_axes=[0, 1])
+    >>> bool(pde.residual(x, d).abs().max() < 1e-9)
+    True
+    >>> for condition in pde.conditions:
+    ...     points = condition.sample(pde.domain, 64, g, torch.float64)
+    ...     d = AutogradDerivatives().evaluate(pde.solution, points, space_axes=[0, 1])
+    ...     print(bool(condition.residual(points, d.u, d, pde.domain).abs().max() < 1e-9))
+    True
+    True
+    """
+    wavenumber = 2 * math.pi * n
+    plate = Rectangle([-HALF_SIDE, -HALF_SIDE], [HALF_SIDE, HALF_SIDE]) \
+        - Disk([0.0, 0.0], HOLE_RADIUS)
+    return PDE(plate, functools.partial(_helmholtz_residual, wavenumber=wavenumber),
+               [DirichletBC(0.0, where=_on_square),
+                NeumannBC(functools.partial(_hole_flux, wavenumber=wavenumber), where=_on_hole)],
+               solution=functools.partial(_helmholtz_solution, wavenumber=wavenumber))
