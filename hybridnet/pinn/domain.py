@@ -293,7 +293,7 @@ class Box:
             Points, shape (n, D).
         tolerance : float, optional
             How far outside a point may lie and still count; default 1e-6 times the largest
-            |coordinate| of the corners (at least 1e-6).
+            ``|coordinate|`` of the corners (at least 1e-6).
 
         Returns
         -------

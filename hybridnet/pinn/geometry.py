@@ -12,7 +12,7 @@ Every geometry has ``dim``, ``inside(x)``, ``on_boundary(x)``, ``boundary_normal
 Conventions, as in DeepXDE's ``geometry`` package:
 
 - Sets are closed: a point on the boundary is inside. Membership and boundary tests allow a
-  tolerance, by default 1e-6 times the largest |coordinate| of the shape's bounding box (at
+  tolerance, by default 1e-6 times the largest ``|coordinate|`` of the shape's bounding box (at
   least 1e-6): float32 rounds coordinates by about 6e-8 of their size.
 - Normals are unit vectors pointing out of the material: a hole's point into the hole. Where
   edges or faces meet (a polygon's vertex, a rectangle's corner) the normals of the edges that
@@ -199,7 +199,7 @@ class Geometry(abc.ABC):
             Points, shape (n, dim).
         tolerance : float, optional
             How far outside a point may lie and still count; default 1e-6 times the largest
-            |coordinate| of each primitive's bounding box (at least 1e-6).
+            ``|coordinate|`` of each primitive's bounding box (at least 1e-6).
 
         Returns
         -------
@@ -994,8 +994,8 @@ class CSGDifference(_CSG):
 class SpaceTime(Geometry):
     """A space geometry times a time interval; time is the last coordinate.
 
-    Boundary conditions hold on the space boundary at all times: :meth:`sample_boundary`
-    draws space boundary points at uniform times, :meth:`on_boundary` means on the space
+    Boundary conditions hold on the space boundary at all times: ``sample_boundary``
+    draws space boundary points at uniform times, ``on_boundary`` means on the space
     boundary with t in range, and the normals' time component is zero. Initial and terminal
     points come from :meth:`sample_time_slice`.
 

@@ -19,7 +19,7 @@ class PDE:
     ----------
     domain : Geometry
         Where the PDE holds: a :class:`~hybridnet.pinn.Box`, any other geometry of
-        :mod:`hybridnet.pinn.geometry` or a composition of them, or a
+        ``hybridnet.pinn.geometry`` or a composition of them, or a
         :class:`~hybridnet.pinn.SpaceTime` for time-dependent problems.
     residual : callable
         ``residual(x, d) -> (n,)``: x the points (n x D tensor), d a
