@@ -94,7 +94,8 @@ def plot_learning_curves(estimators, path=None, *, title=None):
     return _finish(figure, path, title)
 
 
-def plot_solution(solver, path=None, *, axes=(0, 1), at=None, resolution=200, title=None):
+def plot_solution(solver, path=None, *, axes=(0, 1), at=None, resolution=200, title=None,
+                  component=None):
     """Heat maps of a fitted PINN's prediction, the reference solution and their error.
 
     The maps cover the domain's two coordinates ``axes`` (for a problem in one space
@@ -117,6 +118,9 @@ def plot_solution(solver, path=None, *, axes=(0, 1), at=None, resolution=200, ti
         Grid points along each axis.
     title : str, optional
         Figure title.
+    component : int, optional
+        Which output of a system (``PDE(n_outputs=k)``) to draw; required when k > 1, and
+        named in the panels' titles.
 
     Returns
     -------
@@ -139,6 +143,12 @@ def plot_solution(solver, path=None, *, axes=(0, 1), at=None, resolution=200, ti
 
     check_is_fitted(solver, "module_")
     domain = solver.pde.domain
+    n_outputs = solver.pde.n_outputs
+    if n_outputs > 1 and component is None:
+        raise ValueError(f"the PDE has {n_outputs} outputs: say which to draw with "
+                         f"component=0..{n_outputs - 1}")
+    if component is not None and component not in range(n_outputs):
+        raise ValueError(f"component must be in 0..{n_outputs - 1}, got {component!r}")
     across, up = axes
     if len(set(axes)) != 2 or not all(0 <= axis < domain.dim for axis in axes):
         raise ValueError(f"axes must be two different coordinates in 0..{domain.dim - 1}, "
@@ -162,14 +172,19 @@ def plot_solution(solver, path=None, *, axes=(0, 1), at=None, resolution=200, ti
         full[inside] = values
         return full.reshape(shape)
 
-    prediction = solver.predict(X[inside])
-    maps = [("prediction", on_grid(prediction))]
+    def chosen(values):
+        values = np.asarray(values, dtype=float).reshape(int(inside.sum()), -1)
+        return values[:, 0 if component is None else component]
+
+    named = "" if component is None else f" (component {component})"
+    prediction = chosen(solver.predict(X[inside]))
+    maps = [(f"prediction{named}", on_grid(prediction))]
     if solver.pde.solution is not None:
-        exact = np.asarray(solver.pde.solution(torch.as_tensor(X[inside])),
-                           dtype=float).reshape(prediction.shape)
+        exact = chosen(solver.pde.solution(torch.as_tensor(X[inside])))
         relative = np.linalg.norm(prediction - exact) / np.linalg.norm(exact)
-        maps += [("reference", on_grid(exact)),
-                 (f"|error|, relative L2 {relative:.2e}", on_grid(np.abs(prediction - exact)))]
+        maps += [(f"reference{named}", on_grid(exact)),
+                 (f"|error|{named}, relative L2 {relative:.2e}",
+                  on_grid(np.abs(prediction - exact)))]
     plt = _pyplot()
     figure, panels = plt.subplots(1, len(maps), figsize=(4.6 * len(maps), 3.8), squeeze=False)
     extent = (grid[0][0], grid[0][-1], grid[1][0], grid[1][-1])

@@ -90,6 +90,29 @@ def test_autograd_gives_zero_second_derivatives_for_a_linear_and_a_constant_u(po
     torch.testing.assert_close(constant.diff2(0), torch.zeros(len(points), dtype=points.dtype))
 
 
+def smooth_mixed_derivatives(x):
+    """Exact d2/dadb, d2/dadc and d2/dbdc of smooth_function."""
+    a, b, c = x[:, 0], x[:, 1], x[:, 2]
+    return torch.stack([2 * torch.cos(a) * b, 0.5 * torch.exp(0.5 * c), torch.zeros_like(a)],
+                       dim=1)
+
+
+@pytest.mark.parametrize("backend, tolerance", [
+    (AutogradDerivatives(), 1e-12), (FiniteDifferences(1e-4), 1e-6),
+    (SteinDerivatives(1e-2, 16), 1e-3), (SparseGridDerivatives(1e-3), 1e-5),
+], ids=["autograd", "finite_difference", "stein", "sparse_grid"])
+def test_mixed_second_derivatives_against_the_closed_form(points, backend, tolerance):
+    noise = backend.draw(len(points), 3, torch.Generator().manual_seed(1), dtype=points.dtype,
+                         device="cpu")
+    d = backend.evaluate(smooth_function, points, noise, space_axes=[0, 1, 2])
+    exact = smooth_mixed_derivatives(points)
+    for column, (i, j) in enumerate([(0, 1), (0, 2), (1, 2)]):
+        torch.testing.assert_close(d.diff2(i, j), exact[:, column], rtol=tolerance,
+                                   atol=tolerance)
+        torch.testing.assert_close(d.diff2(j, i), d.diff2(i, j))  # symmetric, one estimate
+    assert d.diff2(1, 1).shape == d.diff2(1).shape == (len(points),)
+
+
 def test_finite_differences_in_one_batched_call(points):
     calls = []
 

@@ -3,10 +3,12 @@
 A problem is composed from separate pieces, as in DeepXDE: a domain (:class:`Box`,
 :class:`Interval`, :class:`Rectangle`, :class:`Disk`, :class:`Polygon`, their unions,
 intersections and differences by ``|``, ``&``, ``-``, and :class:`SpaceTime`), conditions
-(:class:`DirichletBC`, :class:`NeumannBC`, :class:`InitialCondition`,
-:class:`TerminalCondition`), and a :class:`PDE` with its residual; :class:`~hybridnet.PINNSolver`
-trains a network on it with a derivative back end of :mod:`hybridnet.pinn.derivatives`,
-optionally drawing its collocation points from the residual-based distribution :class:`RAD`.
+(:class:`DirichletBC`, :class:`NeumannBC`, :class:`RobinBC`, :class:`PeriodicBC`,
+:class:`InitialCondition`, :class:`TerminalCondition`, :class:`OperatorBC`), and a :class:`PDE`
+with its residual, of one output or a system of several; :class:`~hybridnet.PINNSolver` trains a
+network on it with a derivative back end of :mod:`hybridnet.pinn.derivatives` through the loss
+of :mod:`hybridnet.pinn.loss`, optionally drawing its collocation points from the
+residual-based distribution :class:`RAD`.
 Built-in problems live in :mod:`hybridnet.pinn.problems`.
 """
 
@@ -16,6 +18,9 @@ from .conditions import (
     DirichletBC,
     InitialCondition,
     NeumannBC,
+    OperatorBC,
+    PeriodicBC,
+    RobinBC,
     TerminalCondition,
     isclose,
 )
@@ -38,5 +43,5 @@ from .solver import PINNSolver
 
 __all__ = ["PDE", "RAD", "Box", "CSGDifference", "CSGIntersection", "CSGUnion", "Condition",
            "Derivatives", "DirichletBC", "Disk", "Geometry", "InitialCondition", "Interval",
-           "NeumannBC", "PINNSolver", "Polygon", "Rectangle", "SpaceTime", "TerminalCondition",
-           "isclose", "problems"]
+           "NeumannBC", "OperatorBC", "PINNSolver", "PeriodicBC", "Polygon", "Rectangle",
+           "RobinBC", "SpaceTime", "TerminalCondition", "isclose", "problems"]

@@ -1,19 +1,25 @@
 """Derivative back ends: the one swappable piece that turns a network into ``u, du, d2u``.
 
-Each back end evaluates a scalar field ``f`` (the network, after any output transform) at
-points ``x`` (n x D) and returns a :class:`Derivatives` object. Every shifted point of a batch
-goes through ``f`` in one call.
+Each back end evaluates a field ``f`` (the network, after any transforms) at points ``x``
+(n x D) and returns a :class:`Derivatives` object. ``f`` returns (n,) values for a scalar
+field or (n, k) for k components; the shifted points give every component at once (values
+(n, K, k)). Every shifted point of a batch goes through ``f`` in one call. Each back end gives
+first derivatives, pure second derivatives and mixed ones ``d2u / dx_i dx_j``:
 
-- ``AutogradDerivatives``: exact, by ``torch.autograd`` on the inputs.
-- ``FiniteDifferences``: central differences with step h, ``2D + 1`` evaluations per point.
+- ``AutogradDerivatives``: exact, by ``torch.autograd`` on the inputs (one backward pass per
+  component's gradient and per row of a component's Hessian that is asked for).
+- ``FiniteDifferences``: central differences with step h, ``2D + 1`` evaluations per point,
+  plus 2 per mixed pair a residual uses (``x +- h (e_i + e_j)``).
 - ``SteinDerivatives``: Monte Carlo over the Gaussian smoothing ``u(x) = E f(x + delta)``,
   ``delta ~ N(0, s^2 I)``, with antithetic pairs: ``grad u = E[delta (f(x+delta) -
   f(x-delta))] / (2 s^2)``, ``d2u/dx_i^2 = E[(delta_i^2 - s^2)(f(x+delta) + f(x-delta) -
+  2 f(x))] / (2 s^4)``, ``d2u/dx_i dx_j = E[delta_i delta_j (f(x+delta) + f(x-delta) -
   2 f(x))] / (2 s^4)``; ``2N + 1`` evaluations per point. Unbiased for the smoothed u, noisy.
 - ``SparseGridDerivatives``: the same expectations by a Smolyak level-3 Gauss-Hermite rule,
   one-sided (the node set is symmetric): ``2D^2 + 2D + 1`` evaluations per point, exact for
-  polynomials up to degree 3, and estimates of the raw network's derivatives to O(s^2); u is
-  the raw network, and it runs in float64.
+  polynomials up to degree 3 (mixed derivatives included, from the rule's nodes on axis
+  pairs), and estimates of the raw network's derivatives to O(s^2); u is the raw network, and
+  it runs in float64.
 
 Every back end but autograd is two pieces: the offsets of the points it evaluates around each
 point (``shifts``) and the estimates computed from the network's values there
@@ -21,7 +27,7 @@ point (``shifts``) and the estimates computed from the network's values there
 *before* evaluation. So a caller can collect the shifted points of a whole loss, push them through
 the network at many parameter settings in one batched call and turn each setting's values into
 derivatives with no randomness inside (back-propagation-free training,
-:meth:`hybridnet.pinn.solver.PINNLoss.network_inputs`).
+:meth:`hybridnet.pinn.loss.PINNLoss.network_inputs`).
 """
 
 import functools
@@ -34,29 +40,39 @@ from .._random import randn
 
 
 class Derivatives:
-    """Values and derivatives of u at n points, computed eagerly or on first use.
+    """Values and derivatives of u at n points, computed on first use.
+
+    u is a scalar field (``d.u`` of shape (n,)) or a vector field of k > 1 components (``d.u``
+    of shape (n, k), a PDE with ``n_outputs=k``). Every method takes ``component``: an int
+    picks one component and gives the scalar shapes ((n,), and (n, len(axes)) for
+    :meth:`grad`); None gives every component, stacked on a last axis for a vector field
+    (:meth:`diff`, :meth:`diff2` and :meth:`laplacian` (n, k), :meth:`grad` (n, len(axes),
+    k)) and the scalar shapes for one component.
 
     Axes number the coordinates ``0 .. D - 1``, time included. An axis outside that range
-    raises an ``IndexError`` naming the call, the axis and D. Negative axes are refused rather
-    than counted from the end: in a PDE an axis is a coordinate's number, and ``-1`` is far
-    more often an off-by-one slip than a request for the last coordinate (often time), which
-    would silently solve a different PDE.
+    raises an ``IndexError`` naming the call, the axis and D; so does a component outside
+    ``0 .. k - 1``. Negative axes are refused rather than counted from the end: in a PDE an
+    axis is a coordinate's number, and ``-1`` is far more often an off-by-one slip than a
+    request for the last coordinate (often time), which would silently solve a different PDE.
 
     Parameters
     ----------
     u : torch.Tensor
-        Values (n,).
+        Values, (n,) for a scalar field or (n, k) for k components.
     space_axes : list of int
         The default axes of :meth:`grad` and :meth:`laplacian`.
-    gradient : torch.Tensor or callable, optional
-        (n, D) first derivatives, or a function computing them on first use.
-    second : torch.Tensor or callable, optional
-        (n, D) second derivatives along each axis, or a function ``second(i) -> (n,)``.
+    gradient : callable, optional
+        ``gradient(c) -> (n, D)``: the first derivatives of component c (0 for a scalar field).
+        None for values alone.
+    second : callable, optional
+        ``second(i, j, c) -> (n,)``: ``d2 u_c / dx_i dx_j`` for ``i <= j``.
     dim : int
         D, the domain's dimension (the number of coordinates of a point).
 
     Attributes
     ----------
+    n_outputs : int
+        k, the number of components (1 for a scalar field).
     parameters : dict of str to torch.Tensor
         The PDE's unknown coefficients (``PDE(parameters=...)``), set by the solver before the
         residual is called; empty otherwise.
@@ -64,22 +80,42 @@ class Derivatives:
     Examples
     --------
     >>> import torch
-    >>> from hybridnet.pinn.derivatives import FiniteDifferences
+    >>> from hybridnet.pinn.derivatives import AutogradDerivatives, FiniteDifferences
     >>> d = FiniteDifferences(1e-3).evaluate(lambda x: x[:, 0] ** 2, torch.ones(4, 1))
     >>> d.diff(1)
     Traceback (most recent call last):
     ...
     IndexError: d.diff(1): axis 1 is out of range for a 1-dimensional domain (valid axes 0..0)
+
+    A vector field ``u = (x y, x^2)``: one component, or all of them on a last axis.
+
+    >>> x = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
+    >>> d = AutogradDerivatives().evaluate(
+    ...     lambda p: torch.stack([p[:, 0] * p[:, 1], p[:, 0] ** 2], dim=1), x, space_axes=[0, 1])
+    >>> d.u.shape, d.diff(0).shape, d.grad().shape
+    (torch.Size([2, 2]), torch.Size([2, 2]), torch.Size([2, 2, 2]))
+    >>> d.diff(0, component=0).tolist(), d.diff2(0, 1, component=0).tolist()
+    ([2.0, 4.0], [1.0, 1.0])
+    >>> d.laplacian(component=1).tolist()
+    [2.0, 2.0]
     """
 
     def __init__(self, u, space_axes, gradient=None, second=None, *, dim):
         self.u = u
         self.dim = int(dim)
+        self.n_outputs = 1 if u.ndim == 1 else u.shape[1]
         self.space_axes = list(space_axes)
         self._gradient = gradient
         self._second = second
-        self._second_cache = {}
+        self._cache = {}
         self.parameters = {}
+
+    @staticmethod
+    def _call(method, *arguments, component=None):
+        """How a call is written in error messages: ``d.diff2(0, 1, component=2)``."""
+        shown = [repr(argument) for argument in arguments]
+        shown += [] if component is None else [f"component={component!r}"]
+        return f"d.{method}({', '.join(shown)})"
 
     def _axis(self, axis, call):
         """``axis`` as an int in ``0 .. dim - 1``, or an error that names ``call``."""
@@ -94,41 +130,95 @@ class Derivatives:
                              f"domain (valid axes 0..{self.dim - 1}{negative})")
         return index
 
-    def _axes(self, axes, method):
+    def _axes(self, axes, call):
         """The checked ``axes`` of ``grad`` or ``laplacian`` (default: the space axes)."""
         if axes is None:
             return self.space_axes
-        call = f"d.{method}({axes!r})"
         if not hasattr(axes, "__iter__"):
             raise TypeError(f"{call}: axes must be a sequence of ints; use d.diff(i) or "
                             f"d.diff2(i) for one axis")
         return [self._axis(axis, call) for axis in axes]
 
-    def _gradient_matrix(self):
-        if callable(self._gradient):
-            self._gradient = self._gradient()
-        return self._gradient
+    def _component(self, component, call):
+        """``component`` as an int in ``0 .. k - 1``, or None for all of them."""
+        if component is None:
+            return None
+        try:
+            index = operator.index(component)
+        except TypeError:
+            raise TypeError(f"{call}: component must be an int or None, got "
+                            f"{type(component).__name__}") from None
+        if not 0 <= index < self.n_outputs:
+            raise IndexError(f"{call}: component {index} is out of range for a u of "
+                             f"{self.n_outputs} component(s) (valid components "
+                             f"0..{self.n_outputs - 1})")
+        return index
 
-    def diff(self, i):
-        """First derivative along coordinate ``i`` (``0 <= i < dim``), shape (n,)."""
-        return self._gradient_matrix()[:, self._axis(i, f"d.diff({i!r})")]
+    def _each(self, component, of):
+        """``of(c)`` for the component asked, or for every one stacked on a last axis."""
+        if component is not None or self.n_outputs == 1:
+            return of(component or 0)
+        return torch.stack([of(c) for c in range(self.n_outputs)], dim=-1)
 
-    def grad(self, axes=None):
-        """First derivatives along ``axes`` (default: the space coordinates), (n, len(axes))."""
-        return self._gradient_matrix()[:, self._axes(axes, "grad")]
+    def _first(self, c):
+        if self._gradient is None:
+            raise TypeError("these Derivatives hold values only (a back end without "
+                            "derivatives made them)")
+        key = ("first", c)
+        if key not in self._cache:
+            self._cache[key] = self._gradient(c)
+        return self._cache[key]
 
-    def diff2(self, i):
-        """Second derivative along coordinate ``i`` (``0 <= i < dim``), shape (n,)."""
-        i = self._axis(i, f"d.diff2({i!r})")
-        if not callable(self._second):
-            return self._second[:, i]
-        if i not in self._second_cache:
-            self._second_cache[i] = self._second(i)
-        return self._second_cache[i]
+    def _second_of(self, i, j, c):
+        i, j = min(i, j), max(i, j)
+        if (i, j, c) not in self._cache:
+            self._cache[i, j, c] = self._second(i, j, c)
+        return self._cache[i, j, c]
 
-    def laplacian(self, axes=None):
-        """Sum of second derivatives over ``axes`` (default: the space coordinates), (n,)."""
-        return sum(self.diff2(i) for i in self._axes(axes, "laplacian"))
+    def diff(self, i, component=None):
+        """First derivative along coordinate ``i`` (``0 <= i < dim``): (n,), or (n, k)."""
+        call = self._call("diff", i, component=component)
+        i, component = self._axis(i, call), self._component(component, call)
+        return self._each(component, lambda c: self._first(c)[:, i])
+
+    def grad(self, axes=None, component=None):
+        """First derivatives along ``axes`` (default: the space coordinates).
+
+        Shape (n, len(axes)), or (n, len(axes), k) for every component of a vector field.
+        """
+        call = self._call("grad", *([] if axes is None else [axes]), component=component)
+        axes, component = self._axes(axes, call), self._component(component, call)
+        return self._each(component, lambda c: self._first(c)[:, axes])
+
+    def diff2(self, i, j=None, component=None):
+        """Second derivative ``d2u / dx_i dx_j`` (``j`` None: ``d2u / dx_i^2``): (n,), or (n, k).
+        """
+        call = self._call("diff2", i, *([] if j is None else [j]), component=component)
+        i = self._axis(i, call)
+        j = i if j is None else self._axis(j, call)
+        component = self._component(component, call)
+        return self._each(component, lambda c: self._second_of(i, j, c))
+
+    def laplacian(self, axes=None, component=None):
+        """Sum of second derivatives over ``axes`` (default: the space coordinates): (n,), or
+        (n, k)."""
+        call = self._call("laplacian", *([] if axes is None else [axes]), component=component)
+        axes, component = self._axes(axes, call), self._component(component, call)
+        return self._each(component,
+                          lambda c: sum(self._second_of(i, i, c) for i in axes))
+
+
+def _components(values):
+    """Network values (n, K) or (n, K, k) as (n, K, k), and whether they were scalar."""
+    return (values[..., None], True) if values.ndim == 2 else (values, False)
+
+
+def _from_tensors(u, gradient, pure, mixed, space_axes, dim):
+    """:class:`Derivatives` from (n, D, k) first and pure second derivatives, and
+    ``mixed(i, j) -> (n, k)`` for ``i < j`` (computed once per pair, on first use)."""
+    mixed = functools.cache(mixed)
+    return Derivatives(u, space_axes, lambda c: gradient[..., c],
+                       lambda i, j, c: pure[:, i, c] if i == j else mixed(i, j)[:, c], dim=dim)
 
 
 class DerivativeBackend:
@@ -195,7 +285,10 @@ class DerivativeBackend:
         return x.new_zeros(1, x.shape[1])
 
     def from_values(self, values, x, noise=None, space_axes=()):
-        """The :class:`Derivatives` at x from the network's values (n, K) at the shifted points."""
+        """The :class:`Derivatives` at x from the network's values at the shifted points.
+
+        ``values`` is (n, K) for a scalar field, (n, K, k) for k components.
+        """
         return Derivatives(values[:, 0], space_axes, dim=x.shape[1])
 
     def value_shifts(self, x, noise=None):
@@ -206,7 +299,8 @@ class DerivativeBackend:
         return x.new_zeros(1, x.shape[1])
 
     def values_from(self, values, x, noise=None):
-        """u at x (n,) from the network's values (n, K) at the points of :meth:`value_shifts`."""
+        """u at x, (n,) or (n, k), from the values (n, K) or (n, K, k) at
+        :meth:`value_shifts`."""
         return values[:, 0]
 
     def evaluate(self, f, x, noise=None, space_axes=()):
@@ -215,7 +309,8 @@ class DerivativeBackend:
                                 space_axes)
 
     def values(self, f, x, noise=None):
-        """u at x (n,) as this back end defines it (the raw network unless smoothed)."""
+        """u at x, (n,) or (n, k), as this back end defines it (the raw network unless
+        smoothed)."""
         return self.values_from(shifted_values(f, x, self.value_shifts(x, noise)), x, noise)
 
 
@@ -234,7 +329,8 @@ def shifted_points(x, shifts):
 
 
 def shifted_values(f, x, shifts):
-    """``f`` at ``x[:, None] + shifts`` in one call, as (n, K).
+    """``f`` at ``x[:, None] + shifts`` in one call, as (n, K), or (n, K, k) when ``f`` gives
+    k components.
 
     Examples
     --------
@@ -244,7 +340,8 @@ def shifted_values(f, x, shifts):
     >>> shifted_values(lambda p: p.sum(dim=1), x, shifts).tolist()
     [[0, 1, 1], [30, 31, 31]]
     """
-    return f(shifted_points(x, shifts)).reshape(len(x), -1)
+    out = f(shifted_points(x, shifts))
+    return out.reshape(len(x), -1, *out.shape[1:])
 
 
 class AutogradDerivatives(DerivativeBackend):
@@ -277,17 +374,20 @@ class AutogradDerivatives(DerivativeBackend):
     def evaluate(self, f, x, noise=None, space_axes=()):
         x = x.detach().requires_grad_(True)
         u = f(x)
-        state = {}
+        columns = u[:, None] if u.ndim == 1 else u
 
-        def gradient():
-            state["g"] = _gradient(u.sum(), x)
-            return state["g"]
+        # One backward pass per component's gradient, and one per row i of a component's
+        # Hessian (which gives d2u/dx_i dx_j for every j): only what the residual asks for.
+        @functools.cache
+        def gradient(c):
+            return _gradient(columns[:, c].sum(), x)
 
-        def second(i):
-            g = state["g"] if "g" in state else gradient()
-            return _gradient(g[:, i].sum(), x)[:, i]
+        @functools.cache
+        def hessian_row(i, c):
+            return _gradient(gradient(c)[:, i].sum(), x)
 
-        return Derivatives(u, space_axes, gradient, second, dim=x.shape[1])
+        return Derivatives(u, space_axes, gradient, lambda i, j, c: hessian_row(i, c)[:, j],
+                           dim=x.shape[1])
 
 
 def _gradient(output, x):
@@ -301,11 +401,31 @@ def _gradient(output, x):
 class FiniteDifferences(DerivativeBackend):
     """Central finite differences with step ``step`` along every coordinate.
 
+    First and pure second derivatives come from ``x +- h e_i`` (``2D + 1`` evaluations per
+    point). A mixed derivative ``d2u / dx_i dx_j`` (i != j) also needs ``x +- h (e_i + e_j)``:
+    ``[f(x + h(e_i + e_j)) + f(x - h(e_i + e_j)) - f(x + h e_i) - f(x - h e_i) - f(x + h e_j)
+    - f(x - h e_j) + 2 f(x)] / (2 h^2)``, O(h^2) like the others and 2 more evaluations per
+    pair (the 4-point stencil ``x +- h e_i +- h e_j`` would cost 4). The stencil holds these
+    diagonal shifts only for the pairs in ``mixed_pairs``, so a PDE without mixed derivatives
+    pays nothing for them (every pair would cost ``D^2 + D + 1`` evaluations per point, 463
+    instead of 43 at D = 21). :meth:`~DerivativeBackend.evaluate` adds a pair the first time
+    its derivatives are asked for it (one extra network call then), and every later evaluation
+    and :meth:`~DerivativeBackend.shifts` include it: a solver's first loss evaluation sets the
+    stencil its residual needs. :meth:`~DerivativeBackend.from_values` has no network to call,
+    and refuses a pair its values lack.
+
     Parameters
     ----------
     step : float
         h; the error is O(h^2) plus rounding O(eps / h^2) for second derivatives, so float32
         wants h around 1e-2 times the domain size.
+    mixed_pairs : sequence of pairs of int, default=()
+        Axis pairs (i, j), i != j, whose diagonal shifts the stencil holds from the start.
+
+    Attributes
+    ----------
+    mixed_pairs : list of tuple of int
+        The pairs (i < j) the stencil holds now.
 
     Examples
     --------
@@ -324,24 +444,84 @@ class FiniteDifferences(DerivativeBackend):
     (True, True)
     >>> torch.allclose(d.diff2(0), -s * t, atol=1e-5)
     True
+
+    Asking for ``d2u / dx dt`` adds the pair to the stencil:
+
+    >>> torch.allclose(d.diff2(0, 1), c, atol=1e-5)
+    True
+    >>> fd.mixed_pairs, fd.evaluations_per_point(2)
+    ([(0, 1)], 7)
     """
 
-    def __init__(self, step):
+    def __init__(self, step, mixed_pairs=()):
         self.step = step
+        self.mixed_pairs = []
+        for pair in mixed_pairs:
+            self._add_pair(pair)
+
+    def _add_pair(self, pair):
+        try:
+            i, j = (operator.index(axis) for axis in pair)
+        except (TypeError, ValueError):
+            raise ValueError(f"mixed_pairs must hold pairs of int axes, got {pair!r}") from None
+        if i == j or min(i, j) < 0:
+            raise ValueError(f"mixed_pairs must hold pairs of two different non-negative axes, "
+                             f"got {pair!r}")
+        if (min(i, j), max(i, j)) not in self.mixed_pairs:
+            self.mixed_pairs.append((min(i, j), max(i, j)))
 
     def evaluations_per_point(self, dim):
-        return 2 * dim + 1
+        return 2 * (dim + len(self.mixed_pairs)) + 1
 
     def shifts(self, x, noise=None):
-        steps = self.step * torch.eye(x.shape[1], dtype=x.dtype, device=x.device)
-        return torch.cat([x.new_zeros(1, x.shape[1]), steps, -steps])
+        dim = x.shape[1]
+        if any(j >= dim for _, j in self.mixed_pairs):
+            raise ValueError(f"mixed_pairs {self.mixed_pairs} name an axis outside a "
+                             f"{dim}-dimensional domain")
+        eye = torch.eye(dim, dtype=x.dtype, device=x.device)
+        pairs = torch.tensor(self.mixed_pairs, dtype=torch.long, device=x.device).reshape(-1, 2)
+        steps = self.step * torch.cat([eye, eye[pairs[:, 0]] + eye[pairs[:, 1]]])
+        return torch.cat([x.new_zeros(1, dim), steps, -steps])
+
+    def evaluate(self, f, x, noise=None, space_axes=()):
+        pairs = list(self.mixed_pairs)
+        return self._derivatives(shifted_values(f, x, self.shifts(x)), x, space_axes, pairs, f)
 
     def from_values(self, values, x, noise=None, space_axes=()):
-        dim = x.shape[1]
-        center, plus, minus = values[:, :1], values[:, 1:dim + 1], values[:, dim + 1:]
-        gradient = (plus - minus) / (2 * self.step)
-        second = (plus + minus - 2 * center) / self.step**2
-        return Derivatives(center[:, 0], space_axes, gradient, second, dim=dim)
+        return self._derivatives(values, x, space_axes, list(self.mixed_pairs), None)
+
+    def _derivatives(self, values, x, space_axes, pairs, field):
+        """Derivatives from values at the stencil of ``pairs``; ``field`` (or None) evaluates
+        the diagonal shifts of a pair the stencil lacks."""
+        v, scalar = _components(values)
+        dim, h = x.shape[1], self.step
+        width = dim + len(pairs)
+        if v.shape[1] != 2 * width + 1:
+            raise ValueError(f"finite differences need {2 * width + 1} values per point (the "
+                             f"stencil of {dim} axes and mixed pairs {pairs}), got "
+                             f"{v.shape[1]}")
+        center, plus, minus = v[:, :1], v[:, 1:width + 1], v[:, width + 1:]
+        # h^2 u_ii + O(h^4) along each axis, h^2 (u_ii + 2 u_ij + u_jj) along each pair.
+        even = plus + minus - 2 * center
+
+        def mixed(i, j):
+            if (i, j) in pairs:
+                diagonal = even[:, dim + pairs.index((i, j))]
+            elif field is None:
+                raise ValueError(f"d2u/dx{i}dx{j}: these finite-difference values hold no "
+                                 f"shifts along e{i} + e{j}; use FiniteDifferences(step, "
+                                 f"mixed_pairs=[({i}, {j})]) or evaluate(), which adds the "
+                                 "pair")
+            else:
+                self._add_pair((i, j))
+                step = h * (torch.eye(dim, dtype=x.dtype, device=x.device)[[i, j]].sum(dim=0))
+                outer, _ = _components(shifted_values(field, x, torch.stack([step, -step])))
+                diagonal = outer.sum(dim=1) - 2 * center[:, 0]
+            return (diagonal - even[:, i] - even[:, j]) / (2 * h**2)
+
+        return _from_tensors(center[:, 0, 0] if scalar else center[:, 0],
+                             (plus[:, :dim] - minus[:, :dim]) / (2 * h), even[:, :dim] / h**2,
+                             mixed, space_axes, dim)
 
 
 STEIN_SAMPLINGS = ("qmc", "mc")
@@ -435,15 +615,19 @@ class SteinDerivatives(DerivativeBackend):
     """Stein estimates of the Gaussian-smoothed u (antithetic pairs), with variance reduction.
 
     With ``delta = s z``, ``z ~ N(0, I)``: ``grad u = E[delta (f(x+delta) - f(x-delta))] /
-    (2 s^2)`` and ``d2u/dx_i^2 = E[(delta_i^2 - s^2)(f(x+delta) + f(x-delta) - 2 f(x))] /
-    (2 s^4)``, estimated from N pairs per point (``2N + 1`` network evaluations). Two
-    variance reductions, on by default, leave that cost unchanged:
+    (2 s^2)``, ``d2u/dx_i^2 = E[(delta_i^2 - s^2)(f(x+delta) + f(x-delta) - 2 f(x))] /
+    (2 s^4)`` and, for i != j, ``d2u/dx_i dx_j = E[delta_i delta_j (f(x+delta) + f(x-delta) -
+    2 f(x))] / (2 s^4)``, estimated from N pairs per point (``2N + 1`` network evaluations;
+    the mixed derivatives from the same values). Two variance reductions, on by default, leave
+    that cost unchanged:
 
     - ``sampling="qmc"``: randomised quasi-Monte Carlo directions
       (:func:`gaussian_directions`) instead of independent ones.
     - ``control_variates=True``: the Taylor terms of the differences (``delta_j`` for the
       odd part, ``delta_j delta_l`` for the even part) as controls with known means, their
-      coefficients fitted by least squares over each point's samples. The estimate is then
+      coefficients fitted by least squares over each point's samples (the same controls for
+      pure and mixed second derivatives, ``E[z_i z_j z_l z_m] = 1`` only for ``{l, m} = {i,
+      j}`` giving the mixed ones' means). The estimate is then
       exact for a network that is quadratic around x, and its error comes only from higher
       orders, which are O(s^2) smaller. The full quadratic basis needs ``N >= D (D + 1)``;
       with fewer samples only the squares ``delta_j^2`` are used (``N >= 2 D``), with fewer
@@ -507,6 +691,15 @@ class SteinDerivatives(DerivativeBackend):
     def shifts(self, x, noise=None):
         return torch.cat([torch.zeros_like(noise[:, :1]), noise, -noise], dim=1)
 
+    def _even_features(self, z):
+        """Controls of the even part ``delta' H delta``: the squares ``z_j^2``, then the
+        products ``z_j z_l`` (j < l, in ``triu_indices`` order) when ``N >= D (D + 1)``."""
+        dim = z.shape[2]
+        pairs = torch.triu_indices(dim, dim, offset=1, device=z.device)
+        if self.n_samples >= dim * (dim + 1) and pairs.shape[1]:
+            return torch.cat([z**2, z[..., pairs[0]] * z[..., pairs[1]]], dim=2)
+        return z**2
+
     def estimator_weights(self, noise):
         """Weights (n, N, D) of the gradient and of the second derivatives.
 
@@ -516,33 +709,70 @@ class SteinDerivatives(DerivativeBackend):
         s2, n_samples = self.smoothing**2, self.n_samples
         z = noise / self.smoothing
         gradient, second = z / (self.smoothing * n_samples), (z**2 - 1) / (2 * s2 * n_samples)
-        if not self.control_variates:
-            return gradient, second
         dim = z.shape[2]
+        if not (self.control_variates and n_samples >= 2 * dim):
+            return gradient, second
         eye = torch.eye(dim, dtype=z.dtype, device=z.device)
-        if n_samples >= 2 * dim:
-            # odd part ~ grad . delta: controls z_j, E[z_j * z_l / s] = delta_jl / s
-            gradient = _control_variate_weights(z, gradient * n_samples, eye / self.smoothing)
-            pairs = torch.triu_indices(dim, dim, offset=1, device=z.device)
-            if n_samples >= dim * (dim + 1) and pairs.shape[1]:
-                features = torch.cat([z**2, z[..., pairs[0]] * z[..., pairs[1]]], dim=2)
-            else:
-                features = z**2
-            # even part ~ delta' H delta: E[(z_i^2 - 1) z_j^2] / (2 s^2) = delta_ij / s^2 and
-            # E[(z_i^2 - 1) z_j z_l] = 0 for j != l.
-            means = torch.zeros(features.shape[2], dim, dtype=z.dtype, device=z.device)
-            means[:dim] = eye / s2
-            second = _control_variate_weights(features, second * n_samples, means)
+        # odd part ~ grad . delta: controls z_j, E[z_j * z_l / s] = delta_jl / s
+        gradient = _control_variate_weights(z, gradient * n_samples, eye / self.smoothing)
+        features = self._even_features(z)
+        # even part ~ delta' H delta: E[(z_i^2 - 1) z_j^2] / (2 s^2) = delta_ij / s^2 and
+        # E[(z_i^2 - 1) z_j z_l] = 0 for j != l.
+        means = torch.zeros(features.shape[2], dim, dtype=z.dtype, device=z.device)
+        means[:dim] = eye / s2
+        second = _control_variate_weights(features, second * n_samples, means)
         return gradient, second
 
+    def mixed_weights(self, noise, i, j):
+        """Weights (n, N) of the mixed second derivative ``d2u / dx_i dx_j``, ``i < j``.
+
+        ``mixed = einsum(even, w)``; without control variates ``w = z_i z_j / (2 s^2 N)``, the
+        Stein identity ``E[delta_i delta_j (f(x+delta) + f(x-delta) - 2 f(x))] / (2 s^4)``.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from hybridnet.pinn.derivatives import SteinDerivatives
+        >>> stein = SteinDerivatives(0.1, 6)
+        >>> noise = stein.draw(3, 2, torch.Generator().manual_seed(0), dtype=torch.float64,
+        ...                    device="cpu")
+        >>> w = stein.mixed_weights(noise, 0, 1)
+        >>> w.shape
+        torch.Size([3, 6])
+
+        With N >= D (D + 1) the weights are exact on the even part of a quadratic, ``delta' H
+        delta`` with ``H_01 = 3``:
+
+        >>> even = 2 * 3 * noise[..., 0] * noise[..., 1]
+        >>> torch.allclose((even * w).sum(dim=1), torch.full((3,), 3.0, dtype=torch.float64))
+        True
+        """
+        s2, n_samples = self.smoothing**2, self.n_samples
+        z = noise / self.smoothing
+        dim = z.shape[2]
+        weights = z[..., i] * z[..., j] / (2 * s2)
+        if not (self.control_variates and n_samples >= 2 * dim):
+            return weights / n_samples
+        features = self._even_features(z)
+        # E[z_i z_j z_l^2] = 0, and E[z_i z_j z_l z_m] = 1 for the pair {l, m} = {i, j} only.
+        means = torch.zeros(features.shape[2], 1, dtype=z.dtype, device=z.device)
+        if features.shape[2] > dim:
+            means[dim + i * dim - i * (i + 1) // 2 + j - i - 1] = 1 / (2 * s2)
+        return _control_variate_weights(features, weights[..., None], means)[..., 0]
+
     def from_values(self, values, x, noise=None, space_axes=()):
-        center = values[:, :1]
-        plus, minus = values[:, 1:self.n_samples + 1], values[:, self.n_samples + 1:]
+        v, scalar = _components(values)
+        center = v[:, :1]
+        plus, minus = v[:, 1:self.n_samples + 1], v[:, self.n_samples + 1:]
+        even = plus + minus - 2 * center
         gradient_weights, second_weights = self.estimator_weights(noise)
-        gradient = torch.einsum("nk,nkd->nd", (plus - minus) / 2, gradient_weights)
-        second = torch.einsum("nk,nkd->nd", plus + minus - 2 * center, second_weights)
-        return Derivatives((plus + minus).mean(dim=1) / 2, space_axes, gradient, second,
-                           dim=x.shape[1])
+        u = (plus + minus).mean(dim=1) / 2
+        return _from_tensors(
+            u[:, 0] if scalar else u,
+            torch.einsum("nkc,nkd->ndc", (plus - minus) / 2, gradient_weights),
+            torch.einsum("nkc,nkd->ndc", even, second_weights),
+            lambda i, j: torch.einsum("nkc,nk->nc", even, self.mixed_weights(noise, i, j)),
+            space_axes, x.shape[1])
 
 
 def sparse_grid_rule(dim):
@@ -583,7 +813,10 @@ class SparseGridDerivatives(DerivativeBackend):
     """Sparse-grid Stein estimates: the Smolyak level-3 rule in place of Monte Carlo.
 
     The estimates equal the raw network's derivatives up to O(s^2) (not those of its smoothed
-    model), so u is the raw network too: ``d.u`` in a residual and
+    model). A mixed derivative ``E[z_i z_j f(x + s z)] / s^2`` uses only the rule's four nodes
+    ``+-e_i +-e_j`` (weight 1/4 each): it is the stencil ``(f(x + s(e_i + e_j)) + f(x - s(e_i
+    + e_j)) - f(x + s(e_i - e_j)) - f(x - s(e_i - e_j))) / (4 s^2)``, exact for cubics, at no
+    evaluation of its own. u is the raw network too: ``d.u`` in a residual and
     :meth:`~DerivativeBackend.values` in a condition or a prediction are both ``f(x)``, the rule's
     zero node, at no extra evaluation.
 
@@ -627,11 +860,16 @@ class SparseGridDerivatives(DerivativeBackend):
                             f"(module.double(), x.double())")
         nodes, weights = _sparse_grid_rule(x.shape[1])
         nodes, weights = nodes.to(values), weights.to(values)
-        s = self.smoothing
-        weighted = values * weights
-        gradient = weighted @ nodes / s
-        second = weighted @ (nodes**2 - 1) / s**2
-        return Derivatives(values[:, 0], space_axes, gradient, second, dim=x.shape[1])
+        v, scalar = _components(values)
+        s, dim = self.smoothing, x.shape[1]
+        weighted = (v * weights[:, None]).transpose(1, 2)         # (n, k, K)
+        # One product for the first and the pure second moments, (n, 2D, k).
+        moments = (weighted @ torch.cat([nodes / s, (nodes**2 - 1) / s**2], dim=1)) \
+            .transpose(1, 2)
+        # Mixed: E[z_i z_j f(x + s z)] / s^2, where only the nodes +-e_i +-e_j count.
+        return _from_tensors(
+            v[:, 0, 0] if scalar else v[:, 0], moments[:, :dim], moments[:, dim:],
+            lambda i, j: weighted @ (nodes[:, i] * nodes[:, j]) / s**2, space_axes, dim)
 
 
 def amplification(dim, smoothing):

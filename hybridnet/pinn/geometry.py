@@ -444,7 +444,7 @@ class Interval(Box):
         super().__init__([a], [b])
 
     def __repr__(self):
-        return f"Interval({self.lower[0]!r}, {self.upper[0]!r})"
+        return f"Interval({float(self.lower[0])!r}, {float(self.upper[0])!r})"
 
 
 class Rectangle(Box):

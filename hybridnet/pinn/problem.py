@@ -22,16 +22,27 @@ class PDE:
         ``hybridnet.pinn.geometry`` or a composition of them, or a
         :class:`~hybridnet.pinn.SpaceTime` for time-dependent problems.
     residual : callable
-        ``residual(x, d) -> (n,)``: x the points (n x D tensor), d a
+        ``residual(x, d) -> (n,)``, or a list of (n,) tensors for a system of equations (each
+        is a term of the loss): x the points (n x D tensor), d a
         :class:`~hybridnet.pinn.derivatives.Derivatives` with ``d.u``, ``d.diff(i)``,
-        ``d.grad(axes=None)``, ``d.diff2(i)``, ``d.laplacian(axes=None)``; axes run from 0 to
-        D - 1 (an axis outside raises an ``IndexError`` that names it).
+        ``d.grad(axes=None)``, ``d.diff2(i, j=None)`` (mixed when ``j`` is given),
+        ``d.laplacian(axes=None)``, each with ``component=`` for a PDE of several outputs;
+        axes run from 0 to D - 1 (an axis outside raises an ``IndexError`` that names it).
     conditions : sequence of Condition, default=()
         Boundary, initial and terminal conditions.
     solution : callable, optional
-        The exact solution ``solution(x) -> (n,)`` (tensor or array), for metrics.
+        The exact solution ``solution(x) -> (n,)``, or (n, k) for k outputs (tensor or array),
+        for metrics.
     output_transform : callable, optional
-        ``output_transform(x, network_output) -> u`` (both (n,)), to impose hard constraints.
+        ``output_transform(x, network_output) -> u``, to impose hard constraints: the network's
+        output and u are (n,) for one output, (n, k) for several.
+    input_transform : callable, optional
+        ``input_transform(x) -> features`` (n x F): what the network sees instead of x
+        (periodic features ``cos x, sin x``, a rescaling). Derivatives stay with respect to x,
+        through the transform, in every back end.
+    n_outputs : int, default=1
+        k, the components of u (a system: ``d.u`` is (n, k) and each condition says which
+        ``component`` it constrains).
     parameters : dict of str to float, optional
         Unknown coefficients of the PDE with their initial values (inverse problems): the
         residual reads them as ``d.parameters["name"]`` (torch scalars) and
@@ -56,6 +67,19 @@ class PDE:
     >>> poisson.domain.dim
     2
 
+    A system of two outputs, ``u' = v`` and ``v' = -u`` on ``[0, pi]`` (u = sin, v = cos),
+    each equation a term of the loss:
+
+    >>> from hybridnet.pinn import Interval
+    >>> oscillator = PDE(Interval(0, math.pi),
+    ...                  lambda x, d: [d.diff(0, component=0) - d.u[:, 1],
+    ...                                d.diff(0, component=1) + d.u[:, 0]],
+    ...                  [DirichletBC(0.0, where=lambda x: x[:, 0] == 0, component=0),
+    ...                   DirichletBC(1.0, where=lambda x: x[:, 0] == 0, component=1)],
+    ...                  n_outputs=2)
+    >>> oscillator.n_outputs
+    2
+
     An inverse problem: the diffusivity of a heat equation is unknown, 0.05 to start with.
 
     >>> heat = PDE(Box([0, 0], [1, 1], time_axis=1),
@@ -66,7 +90,7 @@ class PDE:
     """
 
     def __init__(self, domain, residual, conditions=(), solution=None, output_transform=None,
-                 parameters=None):
+                 parameters=None, *, input_transform=None, n_outputs=1):
         if not isinstance(domain, Geometry):
             raise TypeError(f"domain must be a hybridnet.pinn geometry (Box, Interval, Rectangle, "
                             f"Disk, Polygon, a composition of them, SpaceTime), got "
@@ -74,14 +98,19 @@ class PDE:
         if not callable(residual):
             raise TypeError(f"residual must be callable as residual(x, d), got "
                             f"{type(residual).__name__}")
+        if isinstance(n_outputs, bool) or not isinstance(n_outputs, numbers.Integral) \
+                or n_outputs < 1:
+            raise ValueError(f"n_outputs must be an int >= 1, got {n_outputs!r}")
         conditions = tuple(conditions)
         for condition in conditions:
             if not isinstance(condition, Condition):
                 raise TypeError(f"conditions must be Condition objects (DirichletBC, NeumannBC, "
-                                f"InitialCondition, TerminalCondition), got "
-                                f"{type(condition).__name__}")
+                                f"RobinBC, PeriodicBC, InitialCondition, TerminalCondition, "
+                                f"OperatorBC), got {type(condition).__name__}")
             condition.check_domain(domain)
-        for name, value in (("solution", solution), ("output_transform", output_transform)):
+            condition.check_outputs(int(n_outputs))
+        for name, value in (("solution", solution), ("output_transform", output_transform),
+                            ("input_transform", input_transform)):
             if value is not None and not callable(value):
                 raise TypeError(f"{name} must be callable or None, got {type(value).__name__}")
         parameters = {} if parameters is None else parameters
@@ -101,6 +130,8 @@ class PDE:
         self.conditions = conditions
         self.solution = solution
         self.output_transform = output_transform
+        self.input_transform = input_transform
+        self.n_outputs = int(n_outputs)
         # (factory name, arguments) when a built-in problem of hybridnet.pinn.problems made it.
         self.builtin = None
 
@@ -122,7 +153,8 @@ class PDE:
         Returns
         -------
         X : ndarray of shape (n, D)
-        y : ndarray of shape (n,)
+        y : ndarray of shape (n,), or (n, k) for k outputs (each component's noise scaled by
+            its own RMS)
 
         Examples
         --------
@@ -143,10 +175,14 @@ class PDE:
         else:
             generator = torch.Generator().manual_seed(int(rng.randint(2**31 - 1)))
             X = self.domain.sample_interior(int(n), generator, torch.float64).numpy()
-        exact = np.asarray(self.solution(torch.as_tensor(X)), dtype=np.float64).reshape(-1)
-        return X, exact + noise * np.sqrt(np.mean(exact**2)) * rng.standard_normal(len(exact))
+        exact = np.asarray(self.solution(torch.as_tensor(X)), dtype=np.float64)
+        exact = exact.reshape(len(X), self.n_outputs)
+        noisy = exact + noise * np.sqrt(np.mean(exact**2, axis=0)) * \
+            rng.standard_normal(exact.shape)
+        return X, noisy[:, 0] if self.n_outputs == 1 else noisy
 
     def __repr__(self):
         unknown = f", parameters={self.parameters!r}" if self.parameters else ""
+        unknown += f", n_outputs={self.n_outputs}" if self.n_outputs > 1 else ""
         return (f"PDE({self.domain!r}, conditions={list(self.conditions)!r}, "
                 f"solution={'known' if self.solution else 'unknown'}{unknown})")

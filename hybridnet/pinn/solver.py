@@ -3,7 +3,8 @@
 The network (dense, tensor-train or with black-box physical layers, from
 :func:`hybridnet.network.build_mlp`) is trained first-order (Adam, then optional L-BFGS) or
 back-propagation-free (:class:`hybridnet.optim.ZerothOrderOptimizer`), with any derivative back
-end of :mod:`hybridnet.pinn.derivatives`.
+end of :mod:`hybridnet.pinn.derivatives`. The solver draws the points of each step and moves
+the parameters; the loss they feed is :class:`hybridnet.pinn.loss.PINNLoss`.
 """
 
 import copy
@@ -17,8 +18,7 @@ import torch
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
-from torch import nn
+from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._random import spawn_seeds
 from ..network import ACTIVATIONS, DEVICES, build_mlp
@@ -27,20 +27,13 @@ from ..perturbation import Workspace
 from ..physical import BlackBox
 from ..training import EarlyStopping, History, ProgressBar, restored_on_error, train_epochs
 from ..zeroth_order import ESTIMATORS
-from .derivatives import (
-    BACKENDS,
-    STEIN_SAMPLINGS,
-    AutogradDerivatives,
-    make_backend,
-    shifted_points,
-)
+from .derivatives import BACKENDS, STEIN_SAMPLINGS, make_backend
+from .loss import PINNLoss, network_input_size
 from .problem import PDE
 from .sampling import RAD
 
 TRAININGS = ("backprop", "bp_free")
 SAMPLINGS = ("uniform", "rad")
-# Candidate points per network call when the residual is evaluated for adaptive sampling.
-RESIDUAL_CHUNK = 8192
 BALANCINGS = ("auto", "gradient_norm", "none")
 # Loss balancing: how often the factors are re-estimated and how much of the old value stays.
 BALANCE_EVERY = 10
@@ -83,209 +76,6 @@ def _decay(optimizer, plan):
 def _join(names):
     """'a', 'a and b', 'a, b and c'."""
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
-class PINNLoss(nn.Module):
-    """The physics-informed loss of ``network`` for ``pde`` as a module.
-
-    Its parameters are the network's and the PDE's unknown coefficients (``coefficients``), so
-    any optimizer trains both; ``torch.func.functional_call`` and ``torch.vmap`` can evaluate
-    the whole loss at many parameter points at once. All random draws (points, Stein
-    directions) are inputs. :meth:`network_inputs` and :meth:`terms_from_outputs` split the
-    loss at the network for back-propagation-free training.
-
-    Parameters
-    ----------
-    network : torch.nn.Module
-        Maps (n, D) points to (n, 1).
-    pde : PDE
-        The problem.
-    backend : DerivativeBackend
-        How derivatives are computed.
-    data_weight : float
-        Weight of the data-fit term.
-
-    dtype : torch.dtype, default=torch.float32
-        Precision of the coefficients (the network's).
-
-    Attributes
-    ----------
-    balance : torch.Tensor
-        Factors on each condition's weight and on ``data_weight``, in that order (buffer;
-        ones unless the solver balances the terms).
-    coefficients : torch.nn.ParameterDict
-        The PDE's unknown coefficients (``pde.parameters``), scalars starting at their initial
-        values.
-
-    Examples
-    --------
-    >>> import torch
-    >>> from torch import nn
-    >>> from hybridnet.pinn import problems
-    >>> from hybridnet.pinn.derivatives import AutogradDerivatives
-    >>> from hybridnet.pinn.solver import PINNLoss
-
-    The loss of a tiny network on Poisson's problem, at points drawn for the residual and for
-    the boundary condition:
-
-    >>> pde = problems.poisson_2d()
-    >>> _ = torch.manual_seed(0)
-    >>> network = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 1))
-    >>> loss = PINNLoss(network, pde, AutogradDerivatives())
-    >>> g = torch.Generator().manual_seed(0)
-    >>> collocation = pde.domain.sample_interior(32, g)
-    >>> draws = [(condition.sample(pde.domain, 16, g), None) for condition in pde.conditions]
-    >>> loss.term_names(with_data=False)
-    ['the PDE residual', 'condition 0 (DirichletBC)']
-    >>> loss.terms(collocation, None, draws).shape
-    torch.Size([2])
-    >>> value = loss(collocation, None, draws)
-    >>> value.shape, bool(torch.isfinite(value))
-    (torch.Size([]), True)
-    >>> value.backward()
-    >>> network[0].weight.grad.shape
-    torch.Size([8, 2])
-    """
-
-    def __init__(self, network, pde, backend, data_weight=1.0, dtype=torch.float32):
-        super().__init__()
-        self.network = network
-        self.pde = pde
-        self.backend = backend
-        self.data_weight = data_weight
-        self.coefficients = nn.ParameterDict({
-            name: nn.Parameter(torch.tensor(value, dtype=dtype))
-            for name, value in pde.parameters.items()})
-        # Factors on the condition and data weights, set by loss balancing (1: as given).
-        self.register_buffer("balance", torch.ones(len(pde.conditions) + 1))
-
-    def field(self, x):
-        """u at x (n,): the network's output, through ``output_transform`` when set."""
-        out = self.network(x)[:, 0]
-        if self.pde.output_transform is not None:
-            out = self.pde.output_transform(x, out)
-        return out
-
-    def values(self, x, noise=None):
-        """u at x as the back end defines it (Stein: the smoothed u)."""
-        return self.backend.values(self.field, x, noise)
-
-    def residuals(self, x, noise=None):
-        """The PDE residual at x (n,), detached, in chunks (for adaptive sampling)."""
-        space_axes = self.pde.domain.space_axes
-        needs_grad = isinstance(self.backend, AutogradDerivatives)
-        pieces = []
-        for start in range(0, len(x), RESIDUAL_CHUNK):
-            points = x[start:start + RESIDUAL_CHUNK]
-            piece_noise = None if noise is None else noise[start:start + RESIDUAL_CHUNK]
-            with torch.enable_grad() if needs_grad else torch.no_grad():
-                d = self.backend.evaluate(self.field, points, piece_noise, space_axes)
-                d.parameters = dict(self.coefficients)
-                pieces.append(self.pde.residual(points, d).detach())
-        return torch.cat(pieces)
-
-    def _uses(self, collocation, noise, condition_draws, data_x):
-        """Each use of the network the loss makes, in order: (needs derivatives, x, noise)."""
-        uses = [(True, collocation, noise)]
-        uses += [(condition.needs_derivatives, points, condition_noise)
-                 for condition, (points, condition_noise)
-                 in zip(self.pde.conditions, condition_draws, strict=True)]
-        if data_x is not None:
-            uses.append((False, *data_x))
-        return uses
-
-    def network_inputs(self, collocation, noise, condition_draws, data_x=None, data_y=None):
-        """Every point the loss evaluates the network at, as one batch.
-
-        The shifted points of the derivative back end for the residual and for each condition,
-        then those of the data term, in the order :meth:`terms_from_outputs` reads them. Needs a
-        back end with shifted points (not autograd).
-
-        Returns
-        -------
-        torch.Tensor
-            Shape (R, D), R the network evaluations of one loss.
-        """
-        return torch.cat([self._points(*use)
-                          for use in self._uses(collocation, noise, condition_draws, data_x)])
-
-    def _points(self, derivatives, x, noise):
-        """The points one use evaluates the network at: shifted for derivatives or values."""
-        backend = self.backend
-        shifts = backend.shifts(x, noise) if derivatives else backend.value_shifts(x, noise)
-        return shifted_points(x, shifts)
-
-    def terms_from_outputs(self, outputs, collocation, noise, condition_draws, data_x=None,
-                           data_y=None, coefficients=None):
-        """:meth:`terms` from the network's outputs at :meth:`network_inputs`, shape (R, 1).
-
-        ``coefficients`` (a dict of the PDE's unknown coefficients) replaces their current
-        values, as back-propagation-free training evaluates them perturbed.
-        """
-        backend, pieces, start = self.backend, [], 0
-        space_axes = self.pde.domain.space_axes
-        for derivatives, x, n in self._uses(collocation, noise, condition_draws, data_x):
-            points = self._points(derivatives, x, n)
-            raw = outputs[start:start + len(points), 0]
-            start += len(points)
-            if self.pde.output_transform is not None:
-                raw = self.pde.output_transform(points, raw)
-            values = raw.reshape(len(x), -1)
-            pieces.append(backend.from_values(values, x, n, space_axes) if derivatives
-                          else backend.values_from(values, x, n))
-        return self._terms(pieces, collocation, condition_draws, data_y, coefficients)
-
-    def terms(self, collocation, noise, condition_draws, data_x=None, data_y=None):
-        """The unweighted loss terms: mean squared residual, then each condition, then data.
-
-        Returns
-        -------
-        torch.Tensor
-            Shape ``(1 + len(pde.conditions) + (data_x is not None),)``.
-        """
-        space_axes = self.pde.domain.space_axes
-        pieces = [self.backend.evaluate(self.field, x, n, space_axes) if derivatives
-                  else self.values(x, n)
-                  for derivatives, x, n in self._uses(collocation, noise, condition_draws,
-                                                      data_x)]
-        return self._terms(pieces, collocation, condition_draws, data_y)
-
-    def _terms(self, pieces, collocation, condition_draws, data_y, coefficients=None):
-        """The terms from each use's :class:`Derivatives` or values, in :meth:`_uses` order."""
-        pieces[0].parameters = dict(self.coefficients) if coefficients is None else coefficients
-        residual = self.pde.residual(collocation, pieces[0])
-        if not isinstance(residual, torch.Tensor) or residual.shape != (len(collocation),):
-            shape = tuple(residual.shape) if isinstance(residual, torch.Tensor) else \
-                type(residual).__name__
-            raise ValueError(f"residual(x, d) must return a tensor of shape "
-                             f"({len(collocation)},), got {shape}")
-        terms = [residual.square().mean()]
-        n_conditions = len(self.pde.conditions)
-        for condition, (points, _), piece in zip(self.pde.conditions, condition_draws,
-                                                 pieces[1:1 + n_conditions], strict=True):
-            d, u = (piece, piece.u) if condition.needs_derivatives else (None, piece)
-            terms.append(condition.residual(points, u, d, self.pde.domain).square().mean())
-        if data_y is not None:
-            terms.append((pieces[-1] - data_y).square().mean())
-        return torch.stack(terms)
-
-    def term_names(self, with_data):
-        """Names of the terms, in the order of :meth:`terms` (for error messages)."""
-        names = ["the PDE residual"]
-        names += [f"condition {index} ({type(condition).__name__})"
-                  for index, condition in enumerate(self.pde.conditions)]
-        return names + ["the data term"] if with_data else names
-
-    def weights(self, with_data):
-        """Weight of each term: 1 for the residual, user weight x balance for the others."""
-        user = [condition.weight for condition in self.pde.conditions]
-        user += [self.data_weight] if with_data else []
-        balance = self.balance[:len(user)]
-        return torch.cat([balance.new_ones(1), balance.new_tensor(user) * balance])
-
-    def forward(self, collocation, noise, condition_draws, data_x=None, data_y=None):
-        terms = self.terms(collocation, noise, condition_draws, data_x, data_y)
-        return terms @ self.weights(data_x is not None).to(terms.dtype)
 
 
 class PINNSolver(RegressorMixin, BaseEstimator):
@@ -376,7 +166,8 @@ class PINNSolver(RegressorMixin, BaseEstimator):
     Attributes
     ----------
     module_ : torch.nn.Module
-        The trained network (input D, output 1, before ``output_transform``).
+        The trained network (input D, or the features of ``PDE.input_transform``; output
+        ``PDE.n_outputs``; before ``output_transform``).
     n_features_in_ : int
         D, the domain's dimension.
     loss_curve_ : list of float
@@ -389,7 +180,8 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         Points pushed through the network during training (each shifted point counts).
     loss_weights_ : ndarray
         Final weight of each condition, then of the data term when ``y`` was given (the
-        weights you set, times the balancing factors).
+        weights you set, times the balancing factors; each equation of the residual keeps
+        weight 1).
     parameters_ : dict of str to float
         The fitted values of the PDE's unknown coefficients (``PDE(parameters=...)``; empty
         for a forward problem).
@@ -545,10 +337,21 @@ class PINNSolver(RegressorMixin, BaseEstimator):
                 raise ValueError("y was given without X, the points where it was measured")
             return None
         domain = self.pde.domain
+        k = self.pde.n_outputs
         if y is None:
             X = validate_data(self, X, dtype=np.float64)
-        else:
+        elif k == 1:
             X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        else:
+            # A system's measurements may leave components out: NaN marks what was not measured.
+            X = validate_data(self, X, dtype=np.float64)
+            y = check_array(y, dtype=np.float64, ensure_all_finite="allow-nan", ensure_2d=False,
+                            input_name="y")
+            if y.shape != (len(X), k):
+                raise ValueError(f"y must have shape ({len(X)}, {k}) for a PDE of {k} outputs "
+                                 f"(NaN where a component was not measured), got {y.shape}")
+            if np.isnan(y).all():
+                raise ValueError("y holds no measured value: every entry is NaN")
         if X.shape[1] != domain.dim:
             raise ValueError(f"X must have {domain.dim} columns (the domain's dimension), "
                              f"got {X.shape[1]}")
@@ -597,7 +400,8 @@ class PINNSolver(RegressorMixin, BaseEstimator):
             torch.manual_seed(seed)
             layer_options = dict(zo_estimator=self.zo_estimator, zo_samples=plan.zo_samples,
                                  surrogate_rank=max(1, min(plan.hidden_layer_sizes) // 2))
-            network = build_mlp(domain.dim, 1, plan.hidden_layer_sizes, self.activation,
+            network = build_mlp(network_input_size(self.pde, plan.dtype), self.pde.n_outputs,
+                                plan.hidden_layer_sizes, self.activation,
                                 physical_layer=self.physical_layer, layer_options=layer_options,
                                 tt_rank=plan.tt_rank, seed=seed)
         backend = make_backend(self.derivatives, scale=domain.scale, smoothing=plan.smoothing,
@@ -702,7 +506,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         if not all(bool(torch.isfinite(p).all()) for p in plan.loss.parameters()):
             return f"The network's weights are no longer finite: the steps are too large; {lower}."
         with torch.no_grad():
-            output = plan.loss.network(plan.last_draws[0])
+            output = plan.loss.network_output(plan.last_draws[0])
         if not bool(torch.isfinite(output.square()).all()):
             return (f"The network's output has blown up (max |output| = "
                     f"{float(output.abs().max()):.3g}): the steps are too large; {lower}.")
@@ -732,9 +536,10 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         X : array-like of shape (n_points, D), optional
             Points in the domain. Without ``y`` they replace the random collocation points
             (a random subset of ``n_collocation`` per step); with ``y`` they are data points.
-        y : array-like of shape (n_points,), optional
-            Values of u at X: adds ``data_weight * mean((u(X) - y)^2)`` to the loss
-            (data-assisted and inverse problems).
+        y : array-like of shape (n_points,) or (n_points, k), optional
+            Values of u at X, (n_points, k) for a PDE of k outputs, where NaN marks a
+            component that was not measured: adds ``data_weight * mean((u(X) - y)^2)`` over
+            the measured entries to the loss (data-assisted and inverse problems).
 
         Returns
         -------
@@ -778,7 +583,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
             self.loss_curve_ = self.history_[:, "train_loss"]
             self.n_network_evaluations_ = plan.evaluations
             weights = plan.loss.weights(plan.has_data)
-            self.loss_weights_ = weights[1:].double().cpu().numpy()
+            self.loss_weights_ = weights[plan.loss.n_equations:].double().cpu().numpy()
             self.parameters_ = {name: float(value.detach())
                                 for name, value in plan.loss.coefficients.items()}
 
@@ -826,14 +631,16 @@ class PINNSolver(RegressorMixin, BaseEstimator):
                                         materialize_grads=True)
             return torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
 
-        n_conditions = len(self.pde.conditions)
+        n_equations, n_conditions = loss_module.n_equations, len(self.pde.conditions)
         user = [condition.weight for condition in self.pde.conditions]
-        user += [loss_module.data_weight] * (len(terms) - 1 - n_conditions)
-        groups = [range(n_conditions), range(n_conditions, len(terms) - 1)]
-        residual = gradient_norm(terms[0])
+        user += [loss_module.data_weight] * (len(terms) - n_equations - n_conditions)
+        groups = [range(n_conditions), range(n_conditions, len(terms) - n_equations)]
+        # A system's equations stay at weight 1 and together are the reference.
+        residual = gradient_norm(terms[:n_equations].sum())
         balance = loss_module.balance
         for group in filter(None, groups):
-            target = residual / gradient_norm(sum(user[i] * terms[1 + i] for i in group))
+            target = residual / gradient_norm(sum(user[i] * terms[n_equations + i]
+                                                  for i in group))
             # Only ever raise a weight: lowering an initial or boundary condition below what the
             # user set let the residual fit a wrong solution (heat, Burgers, Black-Scholes).
             target = torch.clamp(target, min=1.0)
@@ -904,7 +711,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ predict
     def predict(self, X):
-        """u at the points X, shape (n_points,).
+        """u at the points X: shape (n_points,), or (n_points, k) for a PDE of k outputs.
 
         Parameters
         ----------
@@ -912,7 +719,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_points,)
+        ndarray of shape (n_points,) or (n_points, k)
         """
         check_is_fitted(self, "module_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
@@ -937,7 +744,8 @@ class PINNSolver(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        float
+        float, or ndarray of shape (k,)
+            The error of u, or of each of a system's k components on its own.
         """
         if self.pde.solution is None:
             raise ValueError("this PDE has no exact solution: give PDE(..., solution=...)")
@@ -945,8 +753,14 @@ class PINNSolver(RegressorMixin, BaseEstimator):
             X = self.pde.domain.sample_interior(n_points, torch.Generator().manual_seed(12345),
                                                 torch.float64).numpy()
         X = np.asarray(X, dtype=np.float64)
-        exact = np.asarray(self.pde.solution(torch.as_tensor(X)), dtype=np.float64).ravel()
-        return float(np.linalg.norm(self.predict(X) - exact) / np.linalg.norm(exact))
+        prediction = self.predict(X)
+        exact = np.asarray(self.pde.solution(torch.as_tensor(X)), dtype=np.float64)
+        if exact.size != prediction.size:
+            raise ValueError(f"solution(x) must return shape {prediction.shape} here (one "
+                             f"value per point and output), got {exact.shape}")
+        exact = exact.reshape(prediction.shape)
+        errors = np.linalg.norm(prediction - exact, axis=0) / np.linalg.norm(exact, axis=0)
+        return float(errors) if prediction.ndim == 1 else errors
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
