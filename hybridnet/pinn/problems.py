@@ -1,7 +1,8 @@
 """Built-in PDE problems, each with a reference solution.
 
-Closed forms where they exist (Poisson, heat, HJB, Black-Scholes); Burgers' reference is the
-Cole-Hopf solution evaluated by Gauss-Hermite quadrature (:mod:`hybridnet.pinn.reference`).
+Closed forms where they exist (Poisson, heat, HJB, Black-Scholes, Helmholtz on a holed plate,
+Kovasznay flow, Laplace on a disk, the wave equation); Burgers' reference is the Cole-Hopf
+solution evaluated by Gauss-Hermite quadrature (:mod:`hybridnet.pinn.reference`).
 Residuals and solutions are module-level functions, so the problems pickle. Each problem
 records how it was made (``PDE.builtin``), so :func:`hybridnet.save` stores it by name.
 """
@@ -15,7 +16,7 @@ import torch
 
 from .conditions import DirichletBC, InitialCondition, NeumannBC, TerminalCondition
 from .domain import Box
-from .geometry import Disk, Rectangle
+from .geometry import Disk, Interval, Rectangle, SpaceTime
 from .problem import PDE
 
 BUILTIN = {}
@@ -452,3 +453,243 @@ def helmholtz_hole(n=1):
                [DirichletBC(0.0, where=_on_square),
                 NeumannBC(functools.partial(_hole_flux, wavenumber=wavenumber), where=_on_hole)],
                solution=functools.partial(_helmholtz_solution, wavenumber=wavenumber))
+
+
+# ----------------------------------------------------------------------------- Kovasznay flow
+# DeepXDE's Kovasznay_flow example: steady Navier-Stokes on [-1/2, 1] x [-1/2, 3/2].
+
+
+def _kovasznay_rate(reynolds):
+    """Kovasznay's decay rate ``l = Re / 2 - sqrt(Re^2 / 4 + 4 pi^2)`` (negative)."""
+    return reynolds / 2 - math.sqrt(reynolds**2 / 4 + 4 * math.pi**2)
+
+
+def _kovasznay_velocity_x(x, rate):
+    return 1 - torch.exp(rate * x[:, 0]) * torch.cos(2 * math.pi * x[:, 1])
+
+
+def _kovasznay_velocity_y(x, rate):
+    return rate / (2 * math.pi) * torch.exp(rate * x[:, 0]) * torch.sin(2 * math.pi * x[:, 1])
+
+
+def _kovasznay_pressure(x, rate):
+    return (1 - torch.exp(2 * rate * x[:, 0])) / 2
+
+
+def _kovasznay_solution(x, rate):
+    return torch.stack([_kovasznay_velocity_x(x, rate), _kovasznay_velocity_y(x, rate),
+                        _kovasznay_pressure(x, rate)], dim=1)
+
+
+def _navier_stokes_residual(x, d, viscosity):
+    u, v = d.u[:, 0], d.u[:, 1]
+    u_x, u_y = d.diff(0, component=0), d.diff(1, component=0)
+    v_x, v_y = d.diff(0, component=1), d.diff(1, component=1)
+    return [u * u_x + v * u_y + d.diff(0, component=2) - viscosity * d.laplacian(component=0),
+            u * v_x + v * v_y + d.diff(1, component=2) - viscosity * d.laplacian(component=1),
+            u_x + v_y]
+
+
+def _on_outflow(x):
+    return (x[:, 0] - 1).abs() <= 1e-6
+
+
+@_builtin
+def kovasznay(reynolds=20.0):
+    """Kovasznay flow: steady incompressible Navier-Stokes, a system of three outputs.
+
+    ``u . grad u + grad p = Laplacian u / Re`` and ``div u = 0`` for the velocity
+    ``(u, v)`` (components 0, 1) and the pressure ``p`` (component 2) on
+    ``[-1/2, 1] x [-1/2, 3/2]``, DeepXDE's ``Kovasznay_flow`` example: u and v equal the exact
+    solution on the whole boundary, p on the outflow edge ``x = 1``. Exact solution (Kovasznay,
+    1948), with ``l = Re / 2 - sqrt(Re^2 / 4 + 4 pi^2)``::
+
+        u = 1 - exp(l x) cos(2 pi y)
+        v = l / (2 pi) exp(l x) sin(2 pi y)
+        p = (1 - exp(2 l x)) / 2
+
+    Parameters
+    ----------
+    reynolds : float, default=20.0
+        The Reynolds number Re (the viscosity is 1 / Re).
+
+    Returns
+    -------
+    PDE
+        Three residuals (two momentum equations, continuity) and ``solution(x) -> (n, 3)``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn import problems
+    >>> from hybridnet.pinn.derivatives import AutogradDerivatives
+
+    The exact flow satisfies the three equations and the three conditions:
+
+    >>> pde = problems.kovasznay()
+    >>> pde.n_outputs, [c.component for c in pde.conditions]
+    (3, [0, 1, 2])
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = pde.domain.sample_interior(64, g, torch.float64)
+    >>> d = AutogradDerivatives().evaluate(pde.solution, x, space_axes=[0, 1])
+    >>> [bool(r.abs().max() < 1e-9) for r in pde.residual(x, d)]
+    [True, True, True]
+    >>> for condition in pde.conditions:
+    ...     edge = condition.sample(pde.domain, 64, g, torch.float64)
+    ...     u = pde.solution(edge)
+    ...     print(bool(condition.residual(edge, u, None, pde.domain).abs().max() < 1e-12))
+    True
+    True
+    True
+    """
+    reynolds = float(reynolds)
+    if not reynolds > 0:
+        raise ValueError(f"reynolds must be positive, got {reynolds!r}")
+    rate = _kovasznay_rate(reynolds)
+    return PDE(Rectangle([-0.5, -0.5], [1.0, 1.5]),
+               functools.partial(_navier_stokes_residual, viscosity=1 / reynolds),
+               [DirichletBC(functools.partial(_kovasznay_velocity_x, rate=rate), component=0),
+                DirichletBC(functools.partial(_kovasznay_velocity_y, rate=rate), component=1),
+                DirichletBC(functools.partial(_kovasznay_pressure, rate=rate), component=2,
+                            where=_on_outflow)],
+               n_outputs=3, solution=functools.partial(_kovasznay_solution, rate=rate))
+
+
+# ----------------------------------------------------------------------------- Laplace, disk
+
+
+def _harmonic_polynomial(x, n):
+    """``Re (x + i y)^n = r^n cos(n theta)``, harmonic in the plane."""
+    return (torch.complex(x[:, 0], x[:, 1]) ** n).real
+
+
+def _laplace_residual(x, d):
+    return d.laplacian()
+
+
+@_builtin
+def laplace_disk(n=1):
+    """``Laplacian u = 0`` on the unit disk with ``u = cos(n theta)`` on its circle.
+
+    The exact solution is ``r^n cos(n theta) = Re (x + i y)^n``. ``n = 1`` is the solution of
+    DeepXDE's ``Laplace_disk`` example, posed here on a :class:`~hybridnet.pinn.Disk` in
+    Cartesian coordinates (DeepXDE maps the disk to a polar rectangle instead; the benchmark
+    poses that form too, with ``PDE(input_transform=...)``).
+
+    Parameters
+    ----------
+    n : int, default=1
+        Angular frequency of the boundary values (``n >= 0``).
+
+    Returns
+    -------
+    PDE
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn import problems
+    >>> from hybridnet.pinn.derivatives import AutogradDerivatives
+    >>> pde = problems.laplace_disk(n=3)
+    >>> pde.domain
+    Disk([0.0, 0.0], 1.0)
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = pde.domain.sample_interior(64, g, torch.float64)
+    >>> d = AutogradDerivatives().evaluate(pde.solution, x, space_axes=[0, 1])
+    >>> bool(pde.residual(x, d).abs().max() < 1e-10)
+    True
+    >>> rim = pde.conditions[0].sample(pde.domain, 64, g, torch.float64)
+    >>> angle = torch.atan2(rim[:, 1], rim[:, 0])
+    >>> torch.allclose(pde.solution(rim), torch.cos(3 * angle))
+    True
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    solution = functools.partial(_harmonic_polynomial, n=int(n))
+    return PDE(Disk([0.0, 0.0], 1.0), _laplace_residual, [DirichletBC(solution)],
+               solution=solution)
+
+
+# ----------------------------------------------------------------------------- wave 1-D
+# DeepXDE's wave_1d example (from Wang, Wang and Perdikaris, 2021): u_tt = c^2 u_xx on
+# [0, 1] x [0, 1] with two standing waves, the second at twice the frequency.
+
+
+def _wave_solution(x, speed, initial_velocity):
+    space, time = math.pi * x[:, 0], speed * math.pi * x[:, 1]
+    return (torch.sin(space) * torch.cos(time) + torch.sin(2 * space) * torch.cos(2 * time)
+            + initial_velocity / (speed * math.pi) * torch.sin(space) * torch.sin(time))
+
+
+def _wave_residual(x, d, speed):
+    return d.diff2(1) - speed**2 * d.diff2(0)
+
+
+def _wave_initial_value(x):
+    return torch.sin(math.pi * x[:, 0]) + torch.sin(2 * math.pi * x[:, 0])
+
+
+def _wave_initial_velocity(x, initial_velocity):
+    return initial_velocity * torch.sin(math.pi * x[:, 0])
+
+
+@_builtin
+def wave_1d(speed=10.0, initial_velocity=0.0):
+    """The wave equation ``u_tt = c^2 u_xx`` on ``[0, 1] x [0, 1]`` with an initial velocity.
+
+    DeepXDE's ``wave_1d`` example at its defaults: ``u = 0`` at ``x = 0, 1``, the initial
+    displacement ``sin(pi x) + sin(2 pi x)`` and the initial velocity
+    ``du/dt = v0 sin(pi x)`` (``v0 = 0`` there), an
+    :class:`~hybridnet.pinn.InitialCondition` with ``derivative=1``. Exact solution::
+
+        u = sin(pi x) cos(c pi t) + sin(2 pi x) cos(2 c pi t)
+            + v0 / (c pi) sin(pi x) sin(c pi t)
+
+    At ``c = 10`` the solution runs through 10 periods of its second mode in time, which plain
+    PINNs fit poorly (DeepXDE's example uses multi-scale Fourier features).
+
+    Parameters
+    ----------
+    speed : float, default=10.0
+        The wave speed c.
+    initial_velocity : float, default=0.0
+        v0, the amplitude of the initial velocity.
+
+    Returns
+    -------
+    PDE
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.pinn import problems
+    >>> from hybridnet.pinn.derivatives import AutogradDerivatives
+    >>> pde = problems.wave_1d(speed=2.0, initial_velocity=1.5)
+    >>> [type(c).__name__ for c in pde.conditions]
+    ['DirichletBC', 'InitialCondition', 'InitialCondition']
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = pde.domain.sample_interior(64, g, torch.float64)
+    >>> d = AutogradDerivatives().evaluate(pde.solution, x, space_axes=[0])
+    >>> bool(pde.residual(x, d).abs().max() < 1e-9)
+    True
+    >>> for condition in pde.conditions:
+    ...     points = condition.sample(pde.domain, 64, g, torch.float64)
+    ...     d = AutogradDerivatives().evaluate(pde.solution, points, space_axes=[0])
+    ...     print(bool(condition.residual(points, d.u, d, pde.domain).abs().max() < 1e-9))
+    True
+    True
+    True
+    """
+    speed, initial_velocity = float(speed), float(initial_velocity)
+    if not speed > 0:
+        raise ValueError(f"speed must be positive, got {speed!r}")
+    if not math.isfinite(initial_velocity):
+        raise ValueError(f"initial_velocity must be finite, got {initial_velocity!r}")
+    return PDE(SpaceTime(Interval(0.0, 1.0), (0.0, 1.0)),
+               functools.partial(_wave_residual, speed=speed),
+               [DirichletBC(0.0), InitialCondition(_wave_initial_value),
+                InitialCondition(functools.partial(_wave_initial_velocity,
+                                                   initial_velocity=initial_velocity),
+                                 derivative=1)],
+               solution=functools.partial(_wave_solution, speed=speed,
+                                          initial_velocity=initial_velocity))
