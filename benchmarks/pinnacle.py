@@ -6,15 +6,15 @@ conditions, scored against PINNacle's reference solutions (COMSOL exports, read 
 ``PINNACLE_REF``, default ``../shared/data/pinnacle`` next to the repository) at PINNacle's test
 points. A row whose reference file is missing is skipped, and says so.
 
-| problem | PINNacle class | what it needs from hybridnet |
+| problem | PINNacle class | hybridnet features it uses |
 |---|---|---|
-| burgers1d | Burgers1D | runs today |
-| poisson2d_classic | Poisson2D_Classic | runs today |
-| poisson_boltzmann2d | PoissonBoltzmann2D | runs today |
-| wave1d | Wave1D | runs today (u_t = 0 at t = 0 is PINNacle's Neumann condition there) |
-| ns2d_classic | NS2D_Classic | ``PDE(n_outputs=3)``, ``DirichletBC(component=...)`` |
+| burgers1d | Burgers1D | ``Box(time_axis=1)``, initial and boundary conditions |
+| poisson2d_classic | Poisson2D_Classic | ``Rectangle - Disk - ...`` (a square with four holes) |
+| poisson_boltzmann2d | PoissonBoltzmann2D | a composed domain, ``where=`` on the conditions |
+| wave1d | Wave1D | ``InitialCondition(0.0, derivative=1)`` (PINNacle's u_t = 0 at t = 0) |
+| ns2d_classic | NS2D_Classic | ``PDE(n_outputs=3)``, ``DirichletBC(component=..., where=...)`` |
 | ns2d_lid_driven | NS2D_LidDriven | the same |
-| heat_inverse | HeatInv | ``PDE(n_outputs=2)`` and a data term on one component of u |
+| heat_inverse | HeatInv | ``PDE(n_outputs=2)``, ``fit(X, y)`` with NaN for the unobserved a |
 
 Three rows per problem ("sides"), all trained in one invocation, one after the other, so their
 wall times are comparable:
@@ -538,8 +538,22 @@ def heat_inverse():
                        a_exact(test_x[:, 0], test_x[:, 1], np.sin)], axis=1)
 
     def hybridnet():
-        raise Skip("needs PDE(n_outputs=2) and a data term on one component of u "
-                   "(fit(X, y) with y observing u only), which the announced contract lacks")
+        from hybridnet.pinn import PDE, DirichletBC, Rectangle, SpaceTime
+
+        def residual(x, d):
+            # div(a grad u) = a_x u_x + a_y u_y + a (u_xx + u_yy), with a the second output.
+            a = d.u[:, 1]
+            flux = sum(d.diff(i, component=1) * d.diff(i, component=0) for i in (0, 1))
+            return (d.diff(2, component=0) - flux - a * d.laplacian(component=0)
+                    - source(x[:, 0], x[:, 1], x[:, 2]))
+
+        return PDE(SpaceTime(Rectangle([-1, -1], [1, 1]), (0, 1)), residual,
+                   [DirichletBC(lambda x: a_exact(x[:, 0], x[:, 1], torch.sin), component=1)],
+                   n_outputs=2)
+
+    def fit_data():
+        # u observed at the 2,500 points, a nowhere (NaN): the data term covers u only.
+        return points, np.stack([noisy, np.full(len(points), np.nan)], axis=1)
 
     def deepxde(dde):
         def pde(x, out):
@@ -559,7 +573,7 @@ def heat_inverse():
         return geometry, pde, bcs, True
 
     return Case("heat_inverse", "HeatInv", ("u", "a"), hybridnet, deepxde, test_x, test_y,
-                needs="PDE(n_outputs=2) and a data term on one component",
+                needs="PDE(n_outputs=2) and a data term on one component", fit_data=fit_data,
                 points=dict(domain=4 * N_DOMAIN, boundary=4 * N_BOUNDARY,
                             initial=4 * N_INITIAL))
 
