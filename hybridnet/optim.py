@@ -131,17 +131,18 @@ class BatchedLoss:
     def _current_loss_values(self):
         return {name: p.detach() for name, p in self.loss_parameters.items()}
 
-    def evaluate_coordinates(self, params, coordinates, step):
+    def evaluate_coordinates(self, params, coordinates, step, chunk_size=None):
         """Losses at ``theta + step e_c`` for flat coordinates c of ``params`` concatenated.
 
         For an ``nn.Sequential`` of linear, TT and elementwise layers with one input tensor,
         :class:`~hybridnet.perturbation.CoordinateEvaluator` computes them from the network's
-        structure (same values, far less work); any other network is evaluated whole at each
-        point, and a loss parameter's coordinates reuse the unperturbed output. Either way each
-        value counts as one loss evaluation. The evaluator keeps the activations at the
-        parameters it was built for; it is rebuilt whenever the module's parameters, the loss
-        parameters or the inputs hold other values than then, so one closure can serve every
-        step of an optimizer.
+        structure (same values, far less work), all coordinates in as few batched calls as its
+        memory budget allows; any other network is evaluated whole at each point, at most
+        ``chunk_size`` points per call, and a loss parameter's coordinates reuse the
+        unperturbed output. Either way each value counts as one loss evaluation. The evaluator
+        keeps the activations at the parameters it was built for; it is rebuilt whenever the
+        module's parameters, the loss parameters or the inputs hold other values than then, so
+        one closure can serve every step of an optimizer.
 
         Parameters
         ----------
@@ -151,6 +152,8 @@ class BatchedLoss:
             Flat indices (long).
         step : float
             The perturbation.
+        chunk_size : int, optional
+            Points per call of the whole-network path (bounds its memory); None: all at once.
 
         Returns
         -------
@@ -160,7 +163,7 @@ class BatchedLoss:
         params = list(params)
         _refuse_pointwise_unsafe(self.module)
         if not CoordinateEvaluator.supports(self.module, self.inputs):
-            return self._plain_coordinates(params, coordinates, step)
+            return self._plain_coordinates(params, coordinates, step, chunk_size)
         in_loss = torch.repeat_interleave(
             torch.tensor([id(p) in self._loss_names for p in params]),
             torch.tensor([p.numel() for p in params])).to(coordinates.device)
@@ -175,7 +178,7 @@ class BatchedLoss:
             current = self._current_loss_values()
             self._evaluator = CoordinateEvaluator(
                 self.module, lambda output: self._loss(output, current), self.inputs[0], (),
-                module_params)
+                module_params, workspace=self.workspace)
             self._evaluator_state = [t.clone() for t in state]
         of_loss = in_loss[coordinates]
         # flat index of each module coordinate among the module's parameters alone
@@ -184,17 +187,21 @@ class BatchedLoss:
                              device=coordinates.device)
         values[~of_loss] = self._evaluator.evaluate(module_index[coordinates[~of_loss]], step)
         if bool(of_loss.any()):
-            values[of_loss] = self._plain_coordinates(params, coordinates[of_loss], step)
+            values[of_loss] = self._plain_coordinates(params, coordinates[of_loss], step,
+                                                      chunk_size)
         return values
 
-    def _plain_coordinates(self, params, coordinates, step):
+    def _plain_coordinates(self, params, coordinates, step, chunk_size=None):
         point = torch.cat([p.detach().reshape(-1) for p in params])
-        points = point.expand(len(coordinates), -1).clone()
-        points[torch.arange(len(coordinates)), coordinates] += step
         sizes = [p.numel() for p in params]
-        stacked = {p: piece.reshape(len(points), *p.shape)
-                   for p, piece in zip(params, points.split(sizes, dim=1), strict=True)}
-        return self.evaluate_batch(stacked)
+        values = []
+        for part in coordinates.split(chunk_size or max(1, len(coordinates))):
+            points = point.expand(len(part), -1).clone()
+            points[torch.arange(len(part)), part] += step
+            stacked = {p: piece.reshape(len(points), *p.shape)
+                       for p, piece in zip(params, points.split(sizes, dim=1), strict=True)}
+            values.append(self.evaluate_batch(stacked))
+        return torch.cat(values)
 
     def _module_inputs(self):
         """The inputs, copied when the module holds an in-place op that could overwrite them."""
@@ -358,10 +365,9 @@ class ZerothOrderOptimizer(torch.optim.Optimizer):
                 def at_coordinates(coordinates, step):
                     if not len(coordinates):
                         return params[0].new_empty(0)
-                    # chunks bound the memory of the plain path
-                    return torch.cat([closure.evaluate_coordinates(params, part, step)
-                                      for part in coordinates.split(self.chunk_size
-                                                                    or len(coordinates))])
+                    # chunk_size bounds the memory of the whole-network path only
+                    return closure.evaluate_coordinates(params, coordinates, step,
+                                                        chunk_size=self.chunk_size)
                 losses.at_coordinates = at_coordinates
             return losses
 

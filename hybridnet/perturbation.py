@@ -18,6 +18,11 @@ the same values, to rounding, at a fraction of the cost:
   ``dz' = W'[:, U] (s(z_U + dz_U) - s(z_U))``, after which the rest of the network runs batched
   over the perturbations.
 
+The perturbed activations are written into reused buffers (:class:`Workspace`), and the
+losses of all perturbations of a call are computed together from their outputs, in as few
+batched calls of the loss as memory allows (a PINN loss, with its derivative estimates from
+thousands of shifted points, has a large cost per call).
+
 The device phases of a :class:`~hybridnet.BlackBoxLayer` still reuse the prefix: the network
 from that layer on is evaluated at every perturbed point in one vectorised call. Networks of
 any other form (other layer types, tied weights, several inputs) fall back to evaluating the
@@ -43,10 +48,23 @@ ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Identity, nn.GELU, nn.SiLU, nn.E
 MEMORY_BUDGET = 2**25
 
 
+def _tanh_(value):
+    """``tanh`` in place; in float64 on the CPU as ``2 sigmoid(2 x) - 1``.
+
+    torch's float64 tanh is not vectorised on the CPU (about 5 ns an element here, sigmoid 1.5
+    ns), and it is most of a PINN's coordinate step: every perturbed hidden unit over thousands
+    of shifted points. The identity is exact; its rounding differs from ``torch.tanh`` by at
+    most a few 1e-16 (absolute), well inside what the sparse grid's own rounding allows.
+    """
+    if value.dtype == torch.float64 and value.device.type == "cpu":
+        return value.mul_(2).sigmoid_().mul_(2).sub_(1)
+    return value.tanh_()
+
+
 # In-place forms of common activations: in a batched forward over many parameter points the
 # activations are the largest tensors of a step, and a fresh one per layer costs about as much
 # as the matrix product that made it.
-IN_PLACE = {Sine: torch.Tensor.sin_, nn.Tanh: torch.Tensor.tanh_, nn.ReLU: torch.Tensor.relu_,
+IN_PLACE = {Sine: torch.Tensor.sin_, nn.Tanh: _tanh_, nn.ReLU: torch.Tensor.relu_,
             nn.Sigmoid: torch.Tensor.sigmoid_}
 
 
@@ -118,16 +136,26 @@ class Workspace:
 
     def __init__(self):
         self._buffers = {}
+        self._storage = {}
 
     def buffer(self, slot, shape, like):
         """An uninitialised tensor of ``shape`` with ``like``'s dtype and device, reused when the
-        previous request for ``slot`` matched."""
+        previous request for ``slot`` matched.
+
+        A smaller request (the last chunk of a batch) is a view of the slot's memory, so
+        alternating chunk sizes do not map fresh memory each time.
+        """
         shape = torch.Size(shape)
         buffer = self._buffers.get(slot)
-        if buffer is None or buffer.shape != shape or buffer.dtype != like.dtype \
-                or buffer.device != like.device:
-            buffer = self._buffers[slot] = torch.empty(shape, dtype=like.dtype,
-                                                       device=like.device)
+        if buffer is not None and buffer.shape == shape and buffer.dtype == like.dtype \
+                and buffer.device == like.device:
+            return buffer
+        storage = self._storage.get(slot)
+        if storage is None or storage.numel() < shape.numel() or storage.dtype != like.dtype \
+                or storage.device != like.device:
+            storage = self._storage[slot] = torch.empty(shape.numel(), dtype=like.dtype,
+                                                        device=like.device)
+        buffer = self._buffers[slot] = storage[:shape.numel()].view(shape)
         return buffer
 
 
@@ -345,6 +373,11 @@ class CoordinateEvaluator:
         Extra arguments of ``loss_fn``.
     params : sequence of torch.nn.Parameter
         The parameters, in the order of the flat vector the coordinates index.
+    workspace : Workspace, optional
+        Buffers for the perturbed activations, reused across calls (and across evaluators when
+        one workspace is passed to each step's evaluator). A PINN loss propagates each
+        coordinate's change over thousands of shifted points; writing into reused buffers, with
+        the activations applied in place, avoids mapping fresh memory for every chunk.
 
     Examples
     --------
@@ -369,8 +402,9 @@ class CoordinateEvaluator:
     True
     """
 
-    def __init__(self, module, loss_fn, inputs, targets, params):
+    def __init__(self, module, loss_fn, inputs, targets, params, workspace=None):
         self.layers = list(module)
+        self.workspace = Workspace() if workspace is None else workspace
         self.loss_fn = loss_fn
         self.targets = targets
         self.params = list(params)
@@ -386,6 +420,7 @@ class CoordinateEvaluator:
             for name, p in layer.named_parameters():
                 self._owner[id(p)] = (index, name)
         self._core_factors = {}
+        self._rows = {}
         widest = max(a.shape[-1] for a in self.activations)
         self._chunk = max(1, MEMORY_BUDGET // (len(inputs) * widest))
 
@@ -400,13 +435,40 @@ class CoordinateEvaluator:
         """
         return _is_layered(module, inputs, nn.Linear | TTLinear | BlackBoxLayer)
 
-    def _loss_values(self, outputs):
-        return torch.vmap(lambda output: self.loss_fn(output, *self.targets))(outputs)
+    def _unit_rows(self, index):
+        """Activation ``index`` unit by unit, (features, B), contiguous: gathering the units a
+        perturbation changes copies whole rows. Made once per evaluator; a PINN step gathers
+        them for every group of coordinates, over thousands of shifted points."""
+        if index not in self._rows:
+            self._rows[index] = self.activations[index].T.contiguous()
+        return self._rows[index]
+
+    def _weight_rows(self, index):
+        """``W.T`` (in, out) of linear layer ``index``, contiguous (a TT layer's assembled once
+        per evaluator): its rows are the columns a change of some input units goes through."""
+        if ("weight", index) not in self._rows:
+            self._rows["weight", index] = _dense_weight(self.layers[index]).T.contiguous()
+        return self._rows["weight", index]
+
+    def _buffer(self, slot, shape):
+        # Slots of their own: a BatchedLoss shares its workspace with batched_forward's slots.
+        return self.workspace.buffer(("coordinates", slot), shape, self.activations[0])
 
     def _suffix(self, start, value):
-        """Run layers ``start..`` on ``value`` (P, B, features), batched over P."""
-        for layer in self.layers[start:]:
-            value = layer(value)
+        """Run layers ``start..`` on ``value`` (P, B, features), batched over P.
+
+        ``value`` is the evaluator's own (a buffer or a fresh tensor), so activations run in
+        place and linear layers write into the workspace.
+        """
+        for index in range(start, len(self.layers)):
+            layer = self.layers[index]
+            if isinstance(layer, nn.Linear | TTLinear):
+                value = _batched_affine(layer, {}, value,
+                                        lambda shape, slot=index: self._buffer(slot, shape))
+            elif type(layer) in IN_PLACE:
+                value = IN_PLACE[type(layer)](value)
+            else:
+                value = layer(value)
         return value
 
     @torch.no_grad()
@@ -426,39 +488,62 @@ class CoordinateEvaluator:
         """
         values = torch.empty(len(coordinates), dtype=self.activations[-1].dtype,
                              device=coordinates.device)
+        queue = _LossQueue(lambda outputs: torch.vmap(
+            lambda output: self.loss_fn(output, *self.targets))(outputs), values)
         offset = 0
         for p in self.params:
             inside = (coordinates >= offset) & (coordinates < offset + p.numel())
             positions = torch.nonzero(inside).flatten()
             # Chunks under the memory budget: each coordinate's change spans the batch.
             for part in positions.split(self._chunk) if len(positions) else ():
-                values[part] = self._parameter_values(p, coordinates[part] - offset, step)
+                self._queue_parameter(p, coordinates[part] - offset, step, part, queue)
             offset += p.numel()
+        queue.flush()
         return values
 
-    def _parameter_values(self, p, local, step):
+    def _queue_parameter(self, p, local, step, positions, queue):
+        """Queue the outputs at ``theta + step e_c`` for the entries ``local`` of ``p``; their
+        losses belong at ``positions``."""
         if id(p) not in self._owner:
             raise ValueError("the optimizer holds a parameter that is not in the module of "
                              "this BatchedLoss")
         index, name = self._owner[id(p)]
         layer = self.layers[index]
         if isinstance(layer, nn.Linear | TTLinear) and name == "bias":
-            return self._sparse_values(index, local.view(-1, 1), None, step)
-        if isinstance(layer, nn.Linear) and name == "weight":
+            self._queue_sparse(index, local.view(-1, 1), None, step, positions, queue)
+        elif isinstance(layer, nn.Linear) and name == "weight":
             units, columns = local // layer.in_features, local % layer.in_features
-            return self._sparse_values(index, units.view(-1, 1), columns, step)
-        if isinstance(layer, TTLinear) and name.startswith("cores."):
-            return self._core_values(index, int(name.split(".")[1]), local, step)
-        return self._prefix_values(index, name, p, local, step)
+            self._queue_sparse(index, units.view(-1, 1), columns, step, positions, queue)
+        elif isinstance(layer, TTLinear) and name.startswith("cores."):
+            self._queue_core(index, int(name.split(".")[1]), local, step, positions, queue)
+        else:
+            self._queue_prefix(index, name, p, local, step, positions, queue)
 
-    def _core_values(self, index, k, local, step):
-        layer = self.layers[index]
-        cores = list(layer.cores)
+    def _core_factors_of(self, index, k):
+        """Core k of layer ``index``: its two response factors, output units and, when they fit
+        in a quarter of the memory budget, the responses of all its entries.
+
+        An entry's response does not depend on its output index i (only which units it reaches
+        does), so the m_k entries that share ``(a, j, b)`` and both signs of a central
+        difference all read one slice; a PINN loss's thousands of shifted points make
+        recomputing it per output mode the larger part of a core's cost.
+        """
         if (index, k) not in self._core_factors:
-            self._core_factors[index, k] = (*_tt_core_factors(cores, self.activations[index], k),
-                                            _output_units(cores, k, local.device))
-        front, right, unit_table = self._core_factors[index, k]
-        r_in, m_k, n_k, r_out = cores[k].shape
+            cores = list(self.layers[index].cores)
+            front, right = _tt_core_factors(cores, self.activations[index], k)
+            units = _output_units(cores, k, front.device)
+            r_in, _, n_k, r_out = cores[k].shape
+            responses = None
+            if r_in * n_k * r_out * len(front) * units.shape[1] <= MEMORY_BUDGET // 4:
+                a, j, b = (grid.flatten() for grid in torch.meshgrid(
+                    torch.arange(r_in), torch.arange(n_k), torch.arange(r_out), indexing="ij"))
+                responses = _entry_responses(front, right, a, j, b)  # entry (a, j, b) flat
+            self._core_factors[index, k] = front, right, units, responses
+        return self._core_factors[index, k]
+
+    def _queue_core(self, index, k, local, step, positions, queue):
+        front, right, unit_table, responses = self._core_factors_of(index, k)
+        r_in, m_k, n_k, r_out = self.layers[index].cores[k].shape
         a = local // (m_k * n_k * r_out)
         i = local // (n_k * r_out) % m_k
         j = local // r_out % n_k
@@ -468,25 +553,28 @@ class CoordinateEvaluator:
         batch, width = len(front), unit_table.shape[1]
         # Half the budget: the propagation of each chunk holds as much again.
         chunk = max(1, MEMORY_BUDGET // (2 * batch * (width + front.shape[1] * front.shape[4])))
-        values = torch.empty(len(local), dtype=front.dtype, device=front.device)
         for output_mode in range(m_k):  # coordinates that change the same output units
             chosen = torch.nonzero(i == output_mode).flatten()
             for part in chosen.split(chunk) if len(chosen) else ():
-                changes = _entry_responses(front, right, a[part], j[part], b[part], step)
-                values[part] = self._propagate(index, unit_table[output_mode], changes)
-        return values
+                if responses is None:
+                    changes = _entry_responses(front, right, a[part], j[part], b[part], step)
+                else:  # a gathered copy, the evaluator's own
+                    entries = (a[part] * n_k + j[part]) * r_out + b[part]
+                    changes = responses.index_select(0, entries).mul_(step)
+                self._propagate(index, unit_table[output_mode], changes, positions[part], queue)
 
-    def _sparse_values(self, index, units, columns, step):
+    def _queue_sparse(self, index, units, columns, step, positions, queue):
         """Dense-layer entries: bias (``columns`` None) or weight ``[unit, column]``."""
         batch = len(self.activations[index])
         if columns is None:
             changes = self.activations[index].new_full((len(units), batch, 1), step)
         else:
             changes = step * self.activations[index].T[columns].unsqueeze(-1)
-        return self._propagate(index, units, changes)
+        self._propagate(index, units, changes, positions, queue)
 
-    def _propagate(self, index, units, changes):
-        """Losses when layer ``index``'s output changes by ``changes`` (P, B, u) on ``units``.
+    def _propagate(self, index, units, changes, positions, queue):
+        """Queue the outputs when layer ``index``'s output changes by ``changes`` (P, B, u) on
+        ``units``.
 
         ``units`` is (P, u), or (u,) when every perturbation changes the same units (a TT
         core's entries of one output mode): their activations and weights are then gathered
@@ -501,44 +589,55 @@ class CoordinateEvaluator:
         widest = max(a.shape[-1] for a in self.activations[index + 1:])
         per_point = batch * (2 * width + widest) + (widest * width if sparse else 0)
         chunk = max(1, MEMORY_BUDGET // per_point)
-        weight = _dense_weight(self.layers[after]) if sparse else None
-        values = []
+        if sparse:
+            pre_rows, post_rows = self._unit_rows(index + 1), self._unit_rows(after)
+            weight_rows = self._weight_rows(after)
         shared = units.dim() == 1
         if shared and sparse:  # gathered once for the whole group
-            gathered = (self.activations[index + 1][:, units], self.activations[after][:, units],
-                        weight.T[units])
+            gathered = pre_rows[units].T, post_rows[units].T, weight_rows[units]
         for start in range(0, count, chunk):
             delta = changes[start:start + chunk]
             part = units.expand(len(delta), -1) if shared else units[start:start + chunk]
             if sparse:
                 pre, post, columns = gathered if shared else (
-                    self.activations[index + 1].T[part].transpose(1, 2),
-                    self.activations[after].T[part].transpose(1, 2), weight.T[part])
-                values.append(self._through_next_layer(index, after, pre, post, columns, delta))
+                    pre_rows[part].transpose(1, 2), post_rows[part].transpose(1, 2),
+                    weight_rows[part])
+                output = self._through_next_layer(index, after, pre, post, columns, delta)
             else:
-                output = self.activations[index + 1].expand(len(part), -1, -1).clone()
+                before = self.activations[index + 1]
+                output = self._buffer(("changed", index), (len(part), *before.shape))
+                output.copy_(before.expand(len(part), -1, -1))
                 output.scatter_add_(2, part.unsqueeze(1).expand(-1, batch, -1), delta)
-                values.append(self._loss_values(self._suffix(index + 1, output)))
-        return torch.cat(values)
+                output = self._suffix(index + 1, output)
+            queue.add(positions[start:start + chunk], output)
 
     def _through_next_layer(self, index, after, pre, post, columns, changes):
-        """``dz' = W'[:, U] (s(z_U + dz_U) - s(z_U))``, then the rest of the network.
+        """``dz' = W'[:, U] (s(z_U + dz_U) - s(z_U))``, then the rest of the network: the
+        outputs, (P, B, out).
 
         ``pre`` and ``post`` are the units' values before and after the activations, ``columns``
         ``W'[:, U]`` transposed: (B, u), (B, u), (u, out) shared by all perturbations, or
-        (P, B, u), (P, B, u), (P, u, out) per perturbation.
+        (P, B, u), (P, B, u), (P, u, out) per perturbation. ``changes`` (P, B, u) is the
+        evaluator's own and is overwritten.
         """
-        shifted = pre + changes
+        shifted = changes.add_(pre)
         for layer in self.layers[index + 1:after]:
-            shifted = layer(shifted)
-        difference = shifted - post
+            shifted = IN_PLACE[type(layer)](shifted) if type(layer) in IN_PLACE \
+                else layer(shifted)
+        difference = shifted.sub_(post)
+        unchanged = self.activations[after + 1]
+        # z' + dz' in one buffer: with thousands of shifted points per perturbation the
+        # (P, B, out) tensors, not the small products, set the cost.
+        change = self._buffer(("next", after), (len(difference), *unchanged.shape))
         if columns.dim() == 2:
-            change = difference @ columns
+            torch.matmul(difference, columns, out=change)
+        elif columns.shape[1] == 1:  # one unit: an outer product, no reduction
+            torch.mul(difference, columns, out=change)
         else:
-            change = torch.einsum("pbu,puo->pbo", difference, columns)
-        return self._loss_values(self._suffix(after + 1, self.activations[after + 1] + change))
+            torch.bmm(difference, columns, out=change)
+        return self._suffix(after + 1, change.add_(unchanged))
 
-    def _prefix_values(self, index, name, p, local, step):
+    def _queue_prefix(self, index, name, p, local, step, positions, queue):
         """Any other layer: perturb it in place of the whole network, from its input on."""
         suffix = nn.Sequential(*self.layers[index:])
         key = f"0.{name}"
@@ -547,10 +646,48 @@ class CoordinateEvaluator:
         points = points.reshape(len(local), *p.shape)
         inputs = self.activations[index]
 
-        def loss_at(value):
-            output = functional_call(suffix, {key: value}, (inputs,))
-            return self.loss_fn(output, *self.targets)
+        def output_at(value):
+            return functional_call(suffix, {key: value}, (inputs,))
 
         chunk = max(1, MEMORY_BUDGET // (len(inputs) * max(a.shape[-1]
                                                             for a in self.activations[index:])))
-        return torch.cat([torch.vmap(loss_at)(part) for part in points.split(chunk)])
+        for start in range(0, len(points), chunk):
+            queue.add(positions[start:start + chunk],
+                      torch.vmap(output_at)(points[start:start + chunk]))
+
+
+class _LossQueue:
+    """Outputs of perturbed networks waiting for their losses, which are computed together.
+
+    One batched loss call per ``MEMORY_BUDGET / 4`` numbers of outputs instead of one per chunk
+    of propagation: a PINN loss (derivative estimates from shifted points, several terms)
+    costs milliseconds of overhead per call, and the outputs (P, B, out) are small beside the
+    hidden activations that produced them.
+
+    Parameters
+    ----------
+    loss_values : callable
+        Outputs (P, B, out) to losses (P,).
+    values : torch.Tensor
+        Where the losses go, indexed by the positions given with the outputs.
+    """
+
+    def __init__(self, loss_values, values):
+        self.loss_values = loss_values
+        self.values = values
+        self.pending = []
+        self.size = 0
+
+    def add(self, positions, outputs):
+        """Queue ``outputs`` (copied: they may live in a reused buffer) for ``positions``."""
+        self.pending.append((positions, outputs.clone()))
+        self.size += outputs.numel()
+        if self.size >= MEMORY_BUDGET // 4:
+            self.flush()
+
+    def flush(self):
+        """Compute the queued losses and write them to their positions."""
+        if self.pending:
+            positions, outputs = (torch.cat(parts) for parts in zip(*self.pending, strict=True))
+            self.values[positions] = self.loss_values(outputs)
+            self.pending, self.size = [], 0

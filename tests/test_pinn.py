@@ -343,13 +343,17 @@ def test_loss_balancing_lifts_a_boundary_loss_the_residual_drowns():
     assert errors["gradient_norm"] < 0.5 * errors["none"]
 
 
-def test_loss_balancing_never_lowers_a_weight_and_is_off_without_gradients():
+def test_loss_balancing_never_lowers_a_weight_and_none_keeps_them():
     pde = problems.heat_1d()  # two conditions, each with a user weight of 1
     solver = PINNSolver(pde, hidden_layer_sizes=(8, 8), max_iter=30, random_state=0).fit()
     assert solver.loss_weights_.shape == (2,) and (solver.loss_weights_ >= 1).all()
     bp_free = PINNSolver(pde, hidden_layer_sizes=(8, 8), derivatives="finite_difference",
                          training="bp_free", max_iter=3, random_state=0).fit()
-    assert bp_free.loss_weights_.tolist() == [1.0, 1.0]
+    assert (bp_free.loss_weights_ >= 1).all()
+    fixed = PINNSolver(pde, hidden_layer_sizes=(8, 8), derivatives="finite_difference",
+                       training="bp_free", loss_balancing="none", max_iter=3,
+                       random_state=0).fit()
+    assert fixed.loss_weights_.tolist() == [1.0, 1.0]
 
 
 def test_data_term_and_collocation_points_from_x():
@@ -393,8 +397,7 @@ def test_problem_errors_surface_clearly():
                                      "non-empty sequence of ints >= 1"),
     ({"physical_layer": "laser"}, "'physical_layer' parameter of PINNSolver must be"),
     ({"device": "tpu"}, "device must be 'cpu', 'cuda' or a torch.device"),
-    ({"loss_balancing": "gradient_norm", "training": "bp_free", "derivatives": "sparse_grid"},
-     "compares gradients"),
+    ({"zo_estimator": "hybrid"}, "zo_estimator='hybrid' .* needs training='bp_free'"),
 ])
 def test_invalid_solver_options(params, message):
     solver = PINNSolver(**{"pde": problems.poisson_2d(), "max_iter": 1, **params})

@@ -22,11 +22,11 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._random import spawn_seeds
 from ..network import ACTIVATIONS, DEVICES, build_mlp
-from ..optim import BatchedLoss, ZerothOrderOptimizer
+from ..optim import BatchedLoss, PlateauSwitch, ZerothOrderOptimizer
 from ..perturbation import Workspace
 from ..physical import BlackBox
 from ..training import EarlyStopping, History, ProgressBar, restored_on_error, train_epochs
-from ..zeroth_order import ESTIMATORS
+from ..zeroth_order import ESTIMATORS, sample_directions
 from .derivatives import BACKENDS, STEIN_SAMPLINGS, make_backend
 from .loss import PINNLoss, network_input_size
 from .problem import PDE
@@ -40,9 +40,10 @@ BALANCE_EVERY = 10
 BALANCE_MEMORY = 0.9
 # learning_rate=None: Adam's initial rate for each training mode. 1e-2 for first-order
 # training, chosen on the built-in problems and on Burgers at DeepXDE's budget (doc/pinn.md):
-# 3e-3 left Burgers at 0.068 relative L2, 1e-2 reached 0.010. Back-propagation-free training
-# keeps the 3e-3 of its measurements.
-LEARNING_RATES = {"backprop": 1e-2, "bp_free": 3e-3}
+# 3e-3 left Burgers at 0.068 relative L2, 1e-2 reached 0.010. Back-propagation-free training:
+# 3e-2, chosen with its default estimator (hybrid, CGE over a tenth of the coordinates: 1e-2
+# left Poisson at 0.094, 3e-2 reached 0.049; doc/pinn.md, "Back-propagation-free defaults").
+LEARNING_RATES = {"backprop": 1e-2, "bp_free": 3e-2}
 # The rate decays exponentially to this fraction of its initial value over max_iter steps.
 DECAY_TO = 1 / 20
 # L-BFGS iterations on one draw of points before the next draw (see PINNSolver._lbfgs).
@@ -50,6 +51,21 @@ LBFGS_ROUND = 1000
 # Network evaluations per vectorised call of back-propagation-free training (all perturbations
 # of a chunk together): about 4e5 keeps its activations near 400 MB in float64 at width 128.
 PERTURBED_EVALUATIONS = 400_000
+# zo_estimator: "hybrid" (signRGE, then CGE on a plateau) trains every parameter, so only with
+# bp_free; "auto" is each training mode's estimator below. First-order training keeps RGE for
+# device parameters; bp_free: see doc/pinn.md, "Back-propagation-free defaults".
+ZO_ESTIMATORS = (*ESTIMATORS, "hybrid", "auto")
+AUTO_ESTIMATORS = {"backprop": "rge", "bp_free": "hybrid"}
+# The hybrid schedule on a PINN loss, whose points are drawn afresh each step: the mean loss of
+# each HYBRID_WINDOW steps is one epoch of PlateauSwitch; after HYBRID_PATIENCE windows without
+# a new best (lower by HYBRID_THRESHOLD relative) it switches to CGE (Adam, restarted) skipping
+# a random HYBRID_CGE_SKIP of the coordinates each step, at HYBRID_CGE_LR_FACTOR times the
+# rate; the decay to a twentieth over max_iter runs on throughout.
+HYBRID_WINDOW = 50
+HYBRID_PATIENCE = 3
+HYBRID_THRESHOLD = 1e-3
+HYBRID_CGE_SKIP = 0.8
+HYBRID_CGE_LR_FACTOR = 1.0
 
 # The independent random streams of one fit, each seeded by its own child of the fit's seed:
 # with one shared stream the zeroth-order directions would replay the points' draws.
@@ -71,6 +87,24 @@ def _decay(optimizer, plan):
     """The learning rate's schedule: exponential decay to a twentieth over ``max_iter`` steps."""
     return torch.optim.lr_scheduler.ExponentialLR(optimizer,
                                                   gamma=DECAY_TO ** (1 / plan.max_iter))
+
+
+def _perturbed_losses(loss_module, draws, inputs, weights, workspace):
+    """The PINN loss at ``draws`` as a :class:`~hybridnet.optim.BatchedLoss` closure.
+
+    Every perturbed loss evaluates the network at the same points, ``inputs`` (from
+    ``loss_module.network_inputs(*draws)``: every shifted point of the derivative back end), so
+    the closure pushes them through the network at all perturbations together, or, for
+    coordinate perturbations, through :class:`~hybridnet.perturbation.CoordinateEvaluator`.
+    Its loss is the terms weighted by ``weights``, or the vector of terms when ``weights`` is
+    None.
+    """
+    def loss_fn(outputs, coefficients=None):
+        terms = loss_module.terms_from_outputs(outputs, *draws, coefficients=coefficients)
+        return terms if weights is None else terms @ weights.to(outputs.dtype)
+
+    return BatchedLoss(loss_module.network, loss_fn, inputs,
+                       loss_parameters=dict(loss_module.coefficients), workspace=workspace)
 
 
 def _join(names):
@@ -111,11 +145,19 @@ class PINNSolver(RegressorMixin, BaseEstimator):
     physical_layer : {"mzi", "mrr", "slm", "usv"}, BlackBox or None, default=None
         A device between the hidden layers (needs a derivative back end other than autograd
         unless its layers train as digital twins).
-    zo_estimator : {"rge", "central_rge", "sign_rge", "cge"}, default="rge"
+    zo_estimator : {"auto", "rge", "central_rge", "sign_rge", "cge", "hybrid"}, default="auto"
         Zeroth-order estimator: of the device parameters (backprop), of every parameter
-        (bp_free).
+        (bp_free). "cge" takes central differences along every coordinate; on the networks
+        :func:`~hybridnet.network.build_mlp` makes, all perturbed losses of a step come from
+        :class:`~hybridnet.perturbation.CoordinateEvaluator` (the same values, far less work
+        than evaluating the network at each perturbed point). "hybrid" (bp_free only) is the
+        schedule of :class:`~hybridnet.optim.PlateauSwitch`: signRGE until the mean loss of
+        50 steps stops improving for 3 such windows, then CGE with Adam over a random fifth of
+        the coordinates each step. "auto" is "rge" for ``training="backprop"`` and "hybrid"
+        for "bp_free" (chosen from the measurements in doc/pinn.md).
     zo_samples : int, default=10
-        Random directions per step.
+        Random directions per step (RGE estimators and the signRGE phase of "hybrid"); with
+        ``training="bp_free"`` also the directions of each loss-balancing estimate.
     zo_smoothing : float, default=1e-2
         Parameter perturbation of the zeroth-order estimates.
     n_collocation : int, default=256
@@ -132,7 +174,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
     learning_rate : float, optional
         Initial learning rate of Adam (backprop) or of the zeroth-order optimizer's Adam update
         (bp_free), decayed exponentially to a twentieth at ``max_iter`` in both. Default
-        (None): 1e-2 for ``training="backprop"``, 3e-3 for "bp_free" (chosen from the
+        (None): 1e-2 for ``training="backprop"``, 3e-2 for "bp_free" (chosen from the
         measurements in doc/pinn.md).
     lbfgs_iter : int, default=0
         L-BFGS iterations after Adam (first-order training with a deterministic back end), in
@@ -142,7 +184,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         2.26e-3.
     loss_balancing : {"auto", "gradient_norm", "none"}, default="auto"
         "gradient_norm" rescales the conditions' weights (as one group) and the data term's
-        weight during first-order training so that each group's gradient norm matches the
+        weight during training so that each group's gradient norm matches the
         residual's: every 10 steps, ``factor <- 0.9 factor + 0.1 max(1, ||grad residual
         loss|| / ||grad group loss||)`` (the learning-rate annealing of Wang, Teng and
         Perdikaris, 2021, in gradient-norm form, with one factor for all conditions so that
@@ -150,8 +192,11 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         inflated on its own). A soft boundary loss is otherwise outweighed by a residual
         whose scale is set by the source term: on the built-in Poisson problem it cuts the
         error from 5.9e-2 to 6.8e-4 at 3,000 steps. It costs one extra backward pass per
-        group every 10 steps. "none" keeps the weights as given; "auto" is "gradient_norm" for
-        ``training="backprop"`` and "none" for "bp_free", which has no gradients to compare.
+        group every 10 steps. With ``training="bp_free"`` the gradient norms are estimated
+        from the loss terms alone: ``||grad T|| ~ sqrt(mean_k ((T(theta + mu u_k) -
+        T(theta)) / mu)^2)`` over ``zo_samples`` Gaussian directions (E[(u . g)^2] =
+        ||g||^2), ``zo_samples + 1`` perturbed losses every 10 steps. "none" keeps the weights
+        as given; "auto" is "gradient_norm".
     data_weight : float, default=1.0
         Weight of the data-fit term when ``fit`` gets ``y``.
     random_state : int, RandomState instance or None, default=None
@@ -162,6 +207,13 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         Where the network runs.
     verbose : bool, default=False
         tqdm progress bar.
+    module : torch.nn.Module, optional
+        A network of your own in place of the built-in MLP (a Fourier-feature network, say),
+        mapping (n, D) points, or the (n, F) features of ``PDE.input_transform``, to
+        (n, n_outputs). It is copied, never modified, and trained as it comes:
+        ``hidden_layer_sizes`` and ``activation`` do not apply, and ``tt_rank`` or
+        ``physical_layer`` with it are refused. :func:`hybridnet.load` needs it passed back
+        (``hybridnet.load(path, module=net)``).
 
     Attributes
     ----------
@@ -227,7 +279,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         "training": [StrOptions(set(TRAININGS))],
         "tt_rank": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "physical_layer": [StrOptions(set(DEVICES)), BlackBox, None],
-        "zo_estimator": [StrOptions(set(ESTIMATORS))],
+        "zo_estimator": [StrOptions(set(ZO_ESTIMATORS))],
         "zo_samples": [Interval(numbers.Integral, 1, None, closed="left")],
         "zo_smoothing": [Interval(numbers.Real, 0, None, closed="neither")],
         "n_collocation": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -241,15 +293,17 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         "random_state": ["random_state"],
         "device": [str, torch.device],
         "verbose": ["verbose"],
+        "module": [torch.nn.Module, None],
     }
 
     def __init__(self, pde, hidden_layer_sizes=(64, 64), activation="tanh", *,
                  derivatives="autograd", smoothing=None, stein_samples=64, stein_sampling="qmc",
                  stein_control_variates=True, training="backprop",
-                 tt_rank=None, physical_layer=None, zo_estimator="rge", zo_samples=10,
+                 tt_rank=None, physical_layer=None, zo_estimator="auto", zo_samples=10,
                  zo_smoothing=1e-2, n_collocation=256, sampling="uniform", n_boundary=128,
                  max_iter=2000, learning_rate=None, lbfgs_iter=0, loss_balancing="auto",
-                 data_weight=1.0, random_state=None, device="cpu", verbose=False):
+                 data_weight=1.0, random_state=None, device="cpu", verbose=False,
+                 module=None):
         self.pde = pde
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -275,6 +329,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
+        self.module = module
 
     # ------------------------------------------------------------------ validation
     def _settings(self, require_device=True):
@@ -286,6 +341,12 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         Each parameter alone has passed ``_parameter_constraints``, which accepts numpy
         scalars; torch and the optimisers want Python numbers, so they are converted here.
         """
+        if self.module is not None:
+            ignored = [name for name in ("tt_rank", "physical_layer")
+                       if getattr(self, name) is not None]
+            if ignored:
+                raise ValueError(f"{' and '.join(ignored)} would be ignored: the network is the "
+                                 f"module you gave; build the TT or device layers into it")
         sizes = self.hidden_layer_sizes
         if len(sizes) == 0 or not all(isinstance(size, numbers.Integral) and size >= 1
                                       for size in sizes):
@@ -301,9 +362,12 @@ class PINNSolver(RegressorMixin, BaseEstimator):
             raise ValueError("derivatives='autograd' differentiates the network twice, which an "
                              "in-situ BlackBoxLayer cannot; choose 'finite_difference', 'stein' "
                              "or 'sparse_grid'")
-        if self.loss_balancing == "gradient_norm" and self.training != "backprop":
-            raise ValueError("loss_balancing='gradient_norm' compares gradients, which "
-                             "training='bp_free' never computes; use 'auto' or 'none'")
+        estimator = AUTO_ESTIMATORS[self.training] if self.zo_estimator == "auto" \
+            else self.zo_estimator
+        if estimator == "hybrid" and self.training != "bp_free":
+            raise ValueError("zo_estimator='hybrid' (signRGE, then CGE) trains every parameter, "
+                             "so it needs training='bp_free'; with training='backprop' choose "
+                             f"one of {ESTIMATORS}")
         if self.lbfgs_iter and (self.training != "backprop"
                                 or not make_backend(self.derivatives, scale=1.0).deterministic):
             raise ValueError("lbfgs_iter needs training='backprop' and a deterministic "
@@ -323,7 +387,8 @@ class PINNSolver(RegressorMixin, BaseEstimator):
             smoothing=None if self.smoothing is None else float(self.smoothing),
             stein_samples=int(self.stein_samples),
             tt_rank=None if self.tt_rank is None else int(self.tt_rank),
-            zo_samples=int(self.zo_samples), zo_smoothing=float(self.zo_smoothing),
+            zo_estimator=estimator, zo_samples=int(self.zo_samples),
+            zo_smoothing=float(self.zo_smoothing),
             n_collocation=int(self.n_collocation), n_boundary=int(self.n_boundary),
             max_iter=int(self.max_iter), learning_rate=float(rate),
             lbfgs_iter=int(self.lbfgs_iter), data_weight=float(self.data_weight),
@@ -398,12 +463,17 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         seed = plan.streams.network
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            layer_options = dict(zo_estimator=self.zo_estimator, zo_samples=plan.zo_samples,
+            # A device's own estimate serves first-order training: "hybrid" is bp_free's.
+            layer_options = dict(zo_estimator="rge" if plan.zo_estimator == "hybrid"
+                                 else plan.zo_estimator, zo_samples=plan.zo_samples,
                                  surrogate_rank=max(1, min(plan.hidden_layer_sizes) // 2))
-            network = build_mlp(network_input_size(self.pde, plan.dtype), self.pde.n_outputs,
-                                plan.hidden_layer_sizes, self.activation,
-                                physical_layer=self.physical_layer, layer_options=layer_options,
-                                tt_rank=plan.tt_rank, seed=seed)
+            if self.module is not None:
+                network = copy.deepcopy(self.module)
+            else:
+                network = build_mlp(network_input_size(self.pde, plan.dtype),
+                                    self.pde.n_outputs, plan.hidden_layer_sizes,
+                                    self.activation, physical_layer=self.physical_layer,
+                                    layer_options=layer_options, tt_rank=plan.tt_rank, seed=seed)
         backend = make_backend(self.derivatives, scale=domain.scale, smoothing=plan.smoothing,
                                stein_samples=plan.stein_samples,
                                stein_sampling=self.stein_sampling,
@@ -591,9 +661,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         loss_module = plan.loss
         optimizer = torch.optim.Adam(loss_module.parameters(), lr=plan.learning_rate)
         schedule = _decay(optimizer, plan)
-        # Hard constraints alone leave nothing to balance against the residual.
-        balancing = self.loss_balancing != "none" and (len(self.pde.conditions) > 0
-                                                      or plan.has_data)
+        balancing = self._balancing(plan)
 
         def step(_):
             self._adapt(plan)
@@ -613,6 +681,12 @@ class PINNSolver(RegressorMixin, BaseEstimator):
 
         return step
 
+    def _balancing(self, plan):
+        """Whether the loss terms are balanced: hard constraints alone leave nothing to balance
+        against the residual."""
+        return self.loss_balancing != "none" and (len(self.pde.conditions) > 0
+                                                  or plan.has_data)
+
     def _balance(self, loss_module, terms):
         """Move the conditions' factor, and the data term's, towards the gradient-norm ratio.
 
@@ -631,16 +705,25 @@ class PINNSolver(RegressorMixin, BaseEstimator):
                                         materialize_grads=True)
             return torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
 
+        n_equations = loss_module.n_equations
+        self._move_balance(loss_module, len(terms), gradient_norm(terms[:n_equations].sum()),
+                           lambda group, user: gradient_norm(
+                               sum(user[i] * terms[n_equations + i] for i in group)))
+
+    def _move_balance(self, loss_module, n_terms, residual, group_norm):
+        """One balancing update from gradient norms, however they were obtained.
+
+        ``residual`` is the norm of the equations' summed gradient (a system's equations stay
+        at weight 1 and together are the reference); ``group_norm(group, user)`` that of a
+        group's terms weighted by the ``user`` weights.
+        """
         n_equations, n_conditions = loss_module.n_equations, len(self.pde.conditions)
         user = [condition.weight for condition in self.pde.conditions]
-        user += [loss_module.data_weight] * (len(terms) - n_equations - n_conditions)
-        groups = [range(n_conditions), range(n_conditions, len(terms) - n_equations)]
-        # A system's equations stay at weight 1 and together are the reference.
-        residual = gradient_norm(terms[:n_equations].sum())
+        user += [loss_module.data_weight] * (n_terms - n_equations - n_conditions)
+        groups = [range(n_conditions), range(n_conditions, n_terms - n_equations)]
         balance = loss_module.balance
         for group in filter(None, groups):
-            target = residual / gradient_norm(sum(user[i] * terms[n_equations + i]
-                                                  for i in group))
+            target = residual / group_norm(group, user)
             # Only ever raise a weight: lowering an initial or boundary condition below what the
             # user set let the residual fit a wrong solution (heat, Burgers, Black-Scholes).
             target = torch.clamp(target, min=1.0)
@@ -651,35 +734,81 @@ class PINNSolver(RegressorMixin, BaseEstimator):
 
     def _bp_free_step(self, plan):
         loss_module = plan.loss
+        hybrid = plan.zo_estimator == "hybrid"
         optimizer = ZerothOrderOptimizer(
-            loss_module.parameters(), lr=plan.learning_rate, estimator=self.zo_estimator,
-            n_samples=plan.zo_samples, smoothing=plan.zo_smoothing, update="adam",
+            loss_module.parameters(), lr=plan.learning_rate,
+            estimator="sign_rge" if hybrid else plan.zo_estimator, n_samples=plan.zo_samples,
+            smoothing=plan.zo_smoothing, update="adam",
             chunk_size=max(1, PERTURBED_EVALUATIONS // plan.evaluations_per_loss),
             seed=plan.streams.zo)
         self._zo_optimizer = optimizer
-        schedule = _decay(optimizer, plan)
-        weights = loss_module.weights(plan.has_data)
+        if hybrid:
+            switch = PlateauSwitch(optimizer, patience=HYBRID_PATIENCE,
+                                   threshold=HYBRID_THRESHOLD, lr_factor=HYBRID_CGE_LR_FACTOR,
+                                   coordinate_skip=HYBRID_CGE_SKIP)
+            # PlateauSwitch sets the rates when it switches; the decay, computed from the step
+            # count, is applied on top at every step.
+            schedule = torch.optim.lr_scheduler.LambdaLR(
+                optimizer, lambda t: DECAY_TO ** (t / plan.max_iter) * switch.factor())
+        else:
+            switch, schedule = None, _decay(optimizer, plan)
+        balancing = self._balancing(plan)
         workspace = Workspace()
+        window = []
 
         def step(_):
             self._adapt(plan)
             draws = plan.last_draws = self._draw(plan)
-            # Every perturbed loss evaluates the network at the same points: collect them once
-            # and let the batched engine push them through at all perturbations together.
-            closure = BatchedLoss(
-                loss_module.network,
-                lambda outputs, coefficients=None: loss_module.terms_from_outputs(
-                    outputs, *draws, coefficients=coefficients) @ weights.to(outputs.dtype),
-                loss_module.network_inputs(*draws),
-                loss_parameters=dict(loss_module.coefficients), workspace=workspace)
+            inputs = loss_module.network_inputs(*draws)
+            if balancing and len(self.history_) % BALANCE_EVERY == 0:
+                self._zo_balance(plan, draws, inputs, optimizer, workspace)
+            closure = _perturbed_losses(loss_module, draws, inputs,
+                                        loss_module.weights(plan.has_data), workspace)
             before = optimizer.n_evaluations
-            loss = optimizer.step(closure)
-            schedule.step()
+            loss = float(optimizer.step(closure))
             plan.evaluations += (optimizer.n_evaluations - before) * \
                 self._evaluations_per_loss(plan, draws)
-            return float(loss), 1.0
+            if switch is not None and switch.switched_at is None:
+                window.append(loss)
+                if len(window) == HYBRID_WINDOW:
+                    switch.step(sum(window) / len(window))
+                    window.clear()
+            schedule.step()
+            return loss, 1.0
 
         return step
+
+    def _zo_balance(self, plan, draws, inputs, optimizer, workspace):
+        """:meth:`_balance` for bp_free: each term's gradient norm from forward differences.
+
+        For Gaussian u, ``E[(u . g)^2] = ||g||^2``: the mean square of ``(T(theta + mu u_k) -
+        T(theta)) / mu`` over ``zo_samples`` directions estimates the squared gradient norm of
+        any weighted sum of the terms T, from one batched evaluation of every term at the
+        ``zo_samples + 1`` points (counted in ``n_network_evaluations_``).
+        """
+        loss_module = plan.loss
+        params = [p for p in loss_module.parameters() if p.requires_grad]
+        point = torch.cat([p.detach().reshape(-1) for p in params])
+        directions = sample_directions(plan.zo_samples, len(point), "gaussian",
+                                       optimizer.generator, dtype=point.dtype,
+                                       device=point.device)
+        points = torch.cat([point.unsqueeze(0), point + plan.zo_smoothing * directions])
+        sizes = [p.numel() for p in params]
+        closure = _perturbed_losses(loss_module, draws, inputs, None, workspace)
+        terms = torch.cat([
+            closure.evaluate_batch({p: piece.reshape(len(part), *p.shape) for p, piece in
+                                    zip(params, part.split(sizes, dim=1), strict=True)})
+            for part in points.split(optimizer.chunk_size)])
+        plan.evaluations += len(points) * self._evaluations_per_loss(plan, draws)
+        slopes = (terms[1:] - terms[0]) / plan.zo_smoothing  # (zo_samples, n_terms)
+        n_equations = loss_module.n_equations
+
+        def norm(slope):
+            return slope.square().mean().sqrt()
+
+        self._move_balance(loss_module, terms.shape[1], norm(slopes[:, :n_equations].sum(1)),
+                           lambda group, user: norm(sum(user[i] * slopes[:, n_equations + i]
+                                                        for i in group)))
 
     def _lbfgs(self, plan):
         """``lbfgs_iter`` L-BFGS iterations in rounds of ``LBFGS_ROUND``, fresh points each.
