@@ -24,10 +24,12 @@ Decisions where scikit-learn's own networks give no answer:
 - Sparse input is refused (the devices take dense vectors).
 """
 
-import contextlib
 import copy
+import hashlib
 import inspect
+import math
 import numbers
+import os
 import time
 import warnings
 
@@ -43,45 +45,30 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from torch import nn
 
 from ._random import spawn_seeds
-from .calibration import calibrate
-from .layers import (
-    SMOOTHING_FLOOR,
-    BlackBoxLayer,
-    _zo_batch_vectors,
-    auto_smoothing,
-    split_parameters,
-)
+from .layers import SMOOTHING_FLOOR, BlackBoxLayer, auto_smoothing, split_parameters
+from .modes import MODES, TRAININGS
 from .network import ACTIVATIONS, DEVICES, build_mlp
-from .optim import BatchedLoss, PlateauSwitch, ZerothOrderOptimizer, pointwise_unsafe_layers
 from .physical import BlackBox, BlackBoxError
 from .surrogate import UPDATES
 from .training import (
+    Checkpoint,
+    DeviceBudget,
+    DeviceUsage,
     EarlyStopping,
     History,
-    Monitor,
     ProgressBar,
     ValidationScore,
-    count_device_queries,
+    device_usage,
     restored_on_error,
     train_epochs,
 )
-from .zeroth_order import ESTIMATORS, n_evaluations
+from .zeroth_order import ESTIMATORS
 
-TRAININGS = ("surrogate", "backprop", "bp_free", "calibrated_twin")
 # "hybrid" (signRGE, then CGE on a plateau) trains whole networks, so only with bp_free.
 BP_FREE_ESTIMATORS = (*ESTIMATORS, "hybrid")
-# The hybrid schedule of the tensor-train BP-free paper (its MNIST settings relative to the
-# signRGE rate of 5e-3): signRGE decayed x0.8 per epoch; on a plateau CGE at 0.2x the base rate
-# (1e-3) skipping half the coordinates, with heavy-ball momentum 0.9; x0.1 ten epochs later.
-HYBRID_SIGN_DECAY = 0.8
-HYBRID_CGE_LR_FACTOR = 0.2
-HYBRID_CGE_SKIP = 0.5
-HYBRID_CGE_MOMENTUM = 0.9
-HYBRID_DROP_AFTER = 10
-HYBRID_DROP_FACTOR = 0.1
 ZO_UPDATES = ("auto", "sgd", "adam")
-# training="calibrated_twin": epochs of in-situ fine-tuning after the twin phase, and its
-# learning rates relative to the hyperparameters'.
+TWINS = ("calibrated", "nominal")
+# training="calibrated_twin": epochs of in-situ fine-tuning after the twin phase.
 FINE_TUNE_ITER = 0
 FINE_TUNE_LR_FACTOR = 0.1
 # Hyperparameters that shape the network, its layers or its optimizer: a warm start or a
@@ -92,7 +79,7 @@ ARCHITECTURE_PARAMETERS = (
     "hidden_layer_sizes", "activation", "physical_layer", "physical_positions", "device_options",
     "training", "surrogate_rank", "surrogate_probes", "surrogate_update_every",
     "surrogate_rebuild_every", "surrogate_update", "zo_estimator", "zo_samples", "zo_smoothing",
-    "zo_batch_rank", "zo_update", "tt_rank", "module")
+    "zo_batch_rank", "zo_update", "tt_rank", "module", "twin")
 
 # A fit whose device queries per training step exceed this multiple of what the default
 # zeroth-order settings would spend on the same network warns once, naming the settings.
@@ -119,6 +106,16 @@ def _same_setting(a, b):
     if isinstance(a, nn.Module) or isinstance(b, nn.Module):
         return a is b  # a device or network instance: the very object the network was built from
     return a == b
+
+
+def _fingerprint(*arrays):
+    """A digest of the training data (shapes, types and values) that a checkpoint belongs to."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.shape}{array.dtype.str}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _to_cpu(value):
@@ -153,6 +150,7 @@ class _BaseHybridNet(BaseEstimator):
         "zo_batch_rank": [_POSITIVE_INT, None],
         "zo_update": [StrOptions(set(ZO_UPDATES))],
         "tt_rank": [_POSITIVE_INT, None],
+        "twin": [StrOptions(set(TWINS))],
         "calibration_queries": [_POSITIVE_INT, None],
         "fine_tune_iter": [Interval(numbers.Integral, 0, None, closed="left")],
         "learning_rate": [_POSITIVE_REAL],
@@ -166,10 +164,14 @@ class _BaseHybridNet(BaseEstimator):
         "warm_start": ["boolean"],
         "device_retries": [Interval(numbers.Integral, 0, None, closed="left")],
         "device_timeout": [_POSITIVE_REAL, None],
+        "max_device_queries": [_POSITIVE_INT, None],
+        "max_device_seconds": [_POSITIVE_REAL, None],
         "random_state": ["random_state"],
         "device": [str, torch.device],
         "verbose": ["verbose"],
         "module": [nn.Module, None],
+        "checkpoint": [str, os.PathLike, None],
+        "checkpoint_every": [_POSITIVE_INT],
     }
 
     def __init__(self, hidden_layer_sizes=(64, 64), activation="relu", *, physical_layer="mzi",
@@ -177,11 +179,14 @@ class _BaseHybridNet(BaseEstimator):
                  surrogate_rank=None, surrogate_probes=None, surrogate_update_every=4,
                  surrogate_rebuild_every=10, surrogate_update="auto", zo_estimator="rge",
                  zo_samples=10, zo_smoothing="auto", zo_batch_rank=16, zo_update="auto",
-                 tt_rank=None, calibration_queries=None, fine_tune_iter=FINE_TUNE_ITER,
+                 tt_rank=None, twin="calibrated", calibration_queries=None,
+                 fine_tune_iter=FINE_TUNE_ITER,
                  learning_rate=3e-3, device_learning_rate=1e-2, batch_size=64,
                  max_iter=50, tol=1e-4, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, warm_start=False, device_retries=2, device_timeout=None,
-                 random_state=None, device="cpu", verbose=False, module=None):
+                 max_device_queries=None, max_device_seconds=None, random_state=None,
+                 device="cpu", verbose=False, module=None, checkpoint=None,
+                 checkpoint_every=1):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.physical_layer = physical_layer
@@ -199,6 +204,7 @@ class _BaseHybridNet(BaseEstimator):
         self.zo_batch_rank = zo_batch_rank
         self.zo_update = zo_update
         self.tt_rank = tt_rank
+        self.twin = twin
         self.calibration_queries = calibration_queries
         self.fine_tune_iter = fine_tune_iter
         self.learning_rate = learning_rate
@@ -212,10 +218,14 @@ class _BaseHybridNet(BaseEstimator):
         self.warm_start = warm_start
         self.device_retries = device_retries
         self.device_timeout = device_timeout
+        self.max_device_queries = max_device_queries
+        self.max_device_seconds = max_device_seconds
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
         self.module = module
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
 
     # ----------------------------------------------------------------- validation
     def _check_hyperparameters(self, require_device=True):
@@ -241,10 +251,7 @@ class _BaseHybridNet(BaseEstimator):
                              f"configures the device built from a physical_layer name, and "
                              f"{built_by}. Configure the device instance itself, or drop "
                              "device_options.")
-        if self.zo_estimator == "hybrid" and self.training != "bp_free":
-            raise ValueError("zo_estimator='hybrid' (signRGE, then CGE) trains whole networks, "
-                             f"so it needs training='bp_free'; with training={self.training!r} "
-                             f"choose one of {ESTIMATORS}")
+        self._mode.check(self)
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError) as error:
@@ -255,6 +262,11 @@ class _BaseHybridNet(BaseEstimator):
                 raise ValueError("device='cuda' was requested but CUDA is not available here")
             device = torch.device("cpu")
         return tuple(int(s) for s in sizes), device
+
+    @property
+    def _mode(self):
+        """The :class:`~hybridnet.modes.TrainingMode` of ``training``."""
+        return MODES[self.training]
 
     def _architecture(self):
         return {name: _normalized(getattr(self, name)) for name in ARCHITECTURE_PARAMETERS}
@@ -276,12 +288,8 @@ class _BaseHybridNet(BaseEstimator):
         rank = self.surrogate_rank
         if rank is None:
             rank = max(1, min(hidden_sizes) // 2)
-        # bp_free never differentiates, so its devices are simply queried (no surrogate is
-        # built); a calibrated twin's layers sit on the device, for the in-situ fine-tune.
-        training = ("surrogate" if self.training in ("bp_free", "calibrated_twin")
-                    else self.training)
         zo_estimator = "rge" if self.zo_estimator == "hybrid" else self.zo_estimator
-        return dict(training=training, surrogate_rank=rank,
+        return dict(training=self._mode.layer_training, surrogate_rank=rank,
                     surrogate_probes=self.surrogate_probes,
                     surrogate_update_every=self.surrogate_update_every,
                     surrogate_rebuild_every=self.surrogate_rebuild_every,
@@ -339,18 +347,7 @@ class _BaseHybridNet(BaseEstimator):
         groups = [{"params": digital, "lr": self.learning_rate}]
         if device:
             groups.append({"params": device, "lr": self.device_learning_rate})
-        if self.training != "bp_free":
-            return torch.optim.Adam(groups)
-        hybrid = self.zo_estimator == "hybrid"
-        # "auto": the paper's heavy-ball SGD for the hybrid schedule (its signRGE phase steps
-        # by the sign whatever the update), Adam for a single estimator.
-        sgd = self.zo_update == "sgd" or (self.zo_update == "auto" and hybrid)
-        return ZerothOrderOptimizer(groups, estimator="sign_rge" if hybrid else self.zo_estimator,
-                                    n_samples=int(self.zo_samples),
-                                    smoothing=self._network_smoothing(module),
-                                    update="sgd" if sgd else "adam",
-                                    momentum=HYBRID_CGE_MOMENTUM if sgd else 0.0,
-                                    chunk_size=512, seed=zo_seed)
+        return self._mode.make_optimizer(self, module, groups, zo_seed)
 
     def _draw_seeds(self):
         """One seed from ``random_state``, and from it an independent seed per random stream:
@@ -370,15 +367,11 @@ class _BaseHybridNet(BaseEstimator):
         self._batch_generator = torch.Generator().manual_seed(batch_seed)
         self.history_ = History()
         self.n_device_queries_ = 0
+        self.n_device_settings_ = 0
+        self.device_seconds_ = None
         self.n_calibration_queries_ = 0
         self.n_device_retries_ = 0
-        self._switch = None
-        if self.zo_estimator == "hybrid" and self.training == "bp_free":
-            self._switch = PlateauSwitch(
-                self._optimizer, patience=max(1, self.n_iter_no_change // 4),
-                lr_factor=HYBRID_CGE_LR_FACTOR, decay=HYBRID_SIGN_DECAY,
-                drop_after=HYBRID_DROP_AFTER, drop_factor=HYBRID_DROP_FACTOR,
-                coordinate_skip=HYBRID_CGE_SKIP)
+        self._switch = self._mode.make_switch(self, self._optimizer)
 
     def _start_learning_rates(self, factor=1.0):
         """Every fit or partial_fit call starts from the rates the hyperparameters give.
@@ -409,64 +402,18 @@ class _BaseHybridNet(BaseEstimator):
         # clamp: a batch whose weights are all zero has loss 0, not NaN
         return (self._loss(output, targets) * weights).sum() / weights.sum().clamp_min(1e-12)
 
-    def _first_order_step(self, X_t, y_t, w_t, scheduler):
-        optimizer = self._optimizer
-
-        def step(batch):
-            optimizer.zero_grad()
-            loss = self._weighted_loss(self.module_(X_t[batch]), y_t[batch], w_t[batch])
-            if not torch.isfinite(loss):
-                return loss.item(), 0.0
-            loss.backward()
-            optimizer.step()
-            if scheduler is not None:
-                scheduler.step()
-            return loss.item(), w_t[batch].sum().item()
-
-        return step
-
-    def _bp_free_step(self, X_t, y_t, w_t):
-        def step(batch):
-            closure = BatchedLoss(self.module_, self._weighted_loss, X_t[batch], y_t[batch],
-                                  w_t[batch])
-            return self._optimizer.step(closure).item(), w_t[batch].sum().item()
-
-        return step
-
-    def _step_queries(self, batch, **settings):
-        """Device queries of one training step on ``batch`` samples (forward pass and
-        zeroth-order estimates; the surrogate's upkeep is small beside them), with the
-        ``QUERY_COST_PARAMETERS`` given in ``settings``."""
-        layers = self._device_layers()
-        estimator, skip = settings["zo_estimator"], 0.0
-        if estimator == "hybrid":  # its costly phase: CGE skipping half the coordinates
-            estimator, skip = "cge", HYBRID_CGE_SKIP
-        if self.training == "bp_free":  # every evaluation runs the batch through every device
-            dim = sum(p.numel() for p in self.module_.parameters() if p.requires_grad)
-            return n_evaluations(estimator, settings["zo_samples"], dim,
-                                 coordinate_skip=skip) * batch * len(layers)
-        total = 0
-        for layer in layers:
-            rows = batch
-            if layer.batch_compression:  # see BlackBoxLayer: K = G^T X's directions
-                rows = _zo_batch_vectors(batch, layer.in_features, layer.out_features,
-                                        settings["zo_batch_rank"])
-            total += batch + rows * n_evaluations(estimator, settings["zo_samples"],
-                                                  layer.params.numel(), value_known=True)
-        return total
-
     def _warn_query_cost(self, n_samples):
         """Warn when the zeroth-order settings cost over ``QUERY_COST_WARNING_FACTOR`` times the
         defaults' device queries per step (the twin of ``training="backprop"`` spends none on
         them)."""
-        if self.training == "backprop":
-            return
         defaults = inspect.signature(type(self).__init__).parameters
         chosen = {name: getattr(self, name) for name in QUERY_COST_PARAMETERS}
         default = {name: defaults[name].default for name in QUERY_COST_PARAMETERS}
         batch = min(int(self.batch_size), n_samples)
-        queries, reference = self._step_queries(batch, **chosen), \
-            self._step_queries(batch, **default)
+        queries = self._mode.step_queries(self, batch, chosen)
+        if queries is None:  # the step spends no query on zeroth-order estimates
+            return
+        reference = self._mode.step_queries(self, batch, default)
         if queries > QUERY_COST_WARNING_FACTOR * reference:
             named = ", ".join(f"{name}={value!r}" for name, value in chosen.items()
                               if value != default[name])
@@ -483,25 +430,50 @@ class _BaseHybridNet(BaseEstimator):
             layer.device_timeout = None if self.device_timeout is None \
                 else float(self.device_timeout)
 
+    def _usage(self):
+        """What the network's devices served so far (a :class:`~hybridnet.training.
+DeviceUsage`)."""
+        return device_usage(self.module_)
+
+    def _training_usage(self):
+        """What the devices served during training so far: the fitted counters."""
+        return DeviceUsage(self.n_device_queries_, self.n_device_settings_,
+                           self.device_seconds_)
+
+    def _add_training_usage(self, usage):
+        total = self._training_usage() + usage
+        self.n_device_queries_, self.n_device_settings_, self.device_seconds_ = total
+
+    def _budget(self):
+        """The :class:`~hybridnet.training.DeviceBudget` of this fit call, or None."""
+        if self.max_device_queries is None and self.max_device_seconds is None:
+            return None
+        return DeviceBudget(
+            None if self.max_device_queries is None else int(self.max_device_queries),
+            None if self.max_device_seconds is None else float(self.max_device_seconds),
+            spent=self._training_usage() - self._call_start_usage)
+
     def _run(self, X, y, sample_weight, n_epochs, *, validation=None, schedule=False,
-             start=None, rate_factor=1.0):
+             start=None, rate_factor=1.0, resume=None, fingerprint=None):
         """Train for up to n_epochs; keep the fitted attributes in step even if a device fails.
 
         ``fit_time_`` counts from ``start`` (default: now); the learning rates start at
-        ``rate_factor`` times the hyperparameters'."""
+        ``rate_factor`` times the hyperparameters', or, with ``resume`` (a checkpoint's state),
+        go on from where the checkpoint left them. With ``fingerprint`` (the training data's)
+        the epochs are checkpointed to ``checkpoint``."""
         X_t, y_t, w_t = self._tensors(X, y, sample_weight)
         batch_size = int(self.batch_size)
-        self._start_learning_rates(rate_factor)
+        done = 0 if resume is None else resume["epochs"]
+        if resume is None:
+            self._start_learning_rates(rate_factor)
         self._configure_device_layers()
-        if self.training == "bp_free":
-            # Constant step sizes: the hybrid schedule changes them itself when it switches.
-            step = self._bp_free_step(X_t, y_t, w_t)
-        else:
-            scheduler = None
-            if schedule:
-                steps = n_epochs * -(-len(X_t) // batch_size)
-                scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self._optimizer, steps)
-            step = self._first_order_step(X_t, y_t, w_t, scheduler)
+        scheduler = None
+        if schedule and self._mode.scheduled():
+            steps = (done + n_epochs) * -(-len(X_t) // batch_size)
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(self._optimizer, steps)
+            if resume is not None:  # the rates themselves came back with the optimizer
+                scheduler.last_epoch = resume["scheduler_steps"]
+        step = self._mode.step(self, X_t, y_t, w_t, scheduler)
 
         def batches():
             order = torch.randperm(len(X_t), generator=self._batch_generator)
@@ -511,44 +483,147 @@ class _BaseHybridNet(BaseEstimator):
         if validation is not None:
             X_val, y_val = validation
             callbacks.append(ValidationScore(lambda: self._score_arrays(X_val, y_val)))
-            callbacks.append(EarlyStopping("valid_score", lower_is_better=False, tol=self.tol,
-                                           patience=self.n_iter_no_change, restore_best=True))
+            stopper = EarlyStopping("valid_score", lower_is_better=False, tol=self.tol,
+                                    patience=self.n_iter_no_change, restore_best=True)
         else:
-            callbacks.append(EarlyStopping("train_loss", tol=self.tol,
-                                           patience=self.n_iter_no_change))
-        if self._switch is not None:
-            monitor = ("valid_score", -1.0) if validation is not None else ("train_loss", 1.0)
-            callbacks.append(Monitor(self._switch.step, *monitor))
+            stopper = EarlyStopping("train_loss", tol=self.tol, patience=self.n_iter_no_change)
+        if resume is not None:
+            stopper.resume(self._stopper_from_checkpoint(resume["stopper"]))
+        callbacks.append(stopper)
+        callbacks += self._mode.callbacks(self, validation)
+        budget = self._budget()
+        if budget is not None:
+            callbacks.append(budget)
         if self.verbose:
             callbacks.append(ProgressBar(n_epochs))
-        queries_before = count_device_queries(self.module_)
+        usage_before = self._usage()
         retries_before = sum(layer.n_device_retries for layer in self._device_layers())
         start = time.perf_counter() if start is None else start
+
+        def sync():
+            """Bring the fitted attributes up to date with the epochs run so far."""
+            nonlocal usage_before, retries_before
+            usage, retries = self._usage(), sum(layer.n_device_retries
+                                                for layer in self._device_layers())
+            self._add_training_usage(usage - usage_before)
+            self.n_device_retries_ += retries - retries_before
+            usage_before, retries_before = usage, retries
+            self._record(start)
+
+        if fingerprint is not None:
+            first = len(self.history_) - done  # this fit's first epoch, from 0
+
+            def save(state, complete):
+                sync()
+                self._write_checkpoint({
+                    "fingerprint": fingerprint, "epochs": len(self.history_) - first,
+                    "scheduler_steps": 0 if scheduler is None else scheduler.last_epoch,
+                    "stopper": self._stopper_to_checkpoint(stopper.state()),
+                    "call_start_usage": list(self._call_start_usage), "complete": complete})
+
+            callbacks.append(Checkpoint(save, int(self.checkpoint_every)))
         try:
             train_epochs(self.module_, step, batches, n_epochs, callbacks=callbacks,
-                         history=self.history_, queries_before=self.n_device_queries_)
+                         history=self.history_, usage_before=self._training_usage())
         finally:
-            self.n_device_retries_ += sum(
-                layer.n_device_retries for layer in self._device_layers()) - retries_before
-            self._record(queries_before, start)
+            sync()
 
-    def _record(self, queries_before, start):
+    # ----------------------------------------------------------------- checkpoints
+    def _write_checkpoint(self, state):
+        """Save the estimator with ``state`` to ``checkpoint`` atomically: written beside it,
+        then renamed over it, so a process killed while writing leaves the last one whole."""
+        from .persistence import save
+
+        path = os.fspath(self.checkpoint)
+        partial = f"{path}.{os.getpid()}.partial"
+        self._checkpoint_state = state
+        try:
+            save(self, partial)
+            os.replace(partial, path)
+        finally:
+            del self._checkpoint_state
+            if os.path.exists(partial):
+                os.remove(partial)
+
+    @staticmethod
+    def _stopper_to_checkpoint(state):
+        """:meth:`EarlyStopping.state` as data: the best weights as arrays, an infinite best
+        value (none seen yet) as None."""
+        best = state["best_value"]
+        return {**state, "best_value": best if np.isfinite(best) else None,
+                "best_weights": {key: value.detach().cpu().numpy()
+                                 for key, value in state["best_weights"].items()}}
+
+    def _stopper_from_checkpoint(self, state):
+        current = self.module_.state_dict()
+        weights = state["best_weights"]
+        if weights.keys() != current.keys() or any(
+                tuple(weights[key].shape) != tuple(current[key].shape) for key in current):
+            raise ValueError(f"checkpoint={os.fspath(self.checkpoint)!r} is damaged: its best "
+                             "weights do not fit the network; remove it to start afresh")
+        best = state["best_value"]
+        lower_is_better = not self.early_stopping  # training loss; else validation score
+        return {**state, "best_value": (math.inf if lower_is_better else -math.inf)
+                if best is None else best,
+                "best_weights": {key: torch.as_tensor(value, dtype=current[key].dtype,
+                                                      device=current[key].device)
+                                 for key, value in state["best_weights"].items()}}
+
+    def _resume(self, fingerprint):
+        """Load ``checkpoint`` into the estimator when the file exists; return its state.
+
+        The file must hold a checkpoint of this estimator class, written with the same
+        hyperparameters (``checkpoint`` and ``verbose`` aside) on the same training data;
+        otherwise the fit is refused, naming what differs.
+        """
+        from .persistence import load
+
+        path = os.fspath(self.checkpoint)
+        if not os.path.exists(path):
+            return None
+        params = self.get_params(deep=False)
+        # Objects the file cannot hold as data are passed back, as hybridnet.load asks.
+        objects = {name: params[name] for name in ("physical_layer", "module", "random_state")
+                   if isinstance(params[name], nn.Module | np.random.RandomState)}
+        saved = load(path, **objects)
+        state = getattr(saved, "_checkpoint_state", None)
+        if type(saved) is not type(self) or state is None:
+            raise ValueError(f"checkpoint={path!r} is not a checkpoint of a "
+                             f"{type(self).__name__} fit (it holds a {type(saved).__name__}"
+                             f"{'' if state is None else ' checkpoint'}); remove it or choose "
+                             "another path")
+        changed = sorted(name for name, value in saved.get_params(deep=False).items()
+                         if name not in ("checkpoint", "verbose")
+                         and not _same_setting(_normalized(value), _normalized(params[name])))
+        if changed:
+            shown = ", ".join(f"{name}={getattr(saved, name)!r} (now {params[name]!r})"
+                              for name in changed)
+            raise ValueError(f"checkpoint={path!r} was written by a fit with other "
+                             f"hyperparameters: {shown}; set them back to resume it, or remove "
+                             "the file to start afresh")
+        if state["fingerprint"] != fingerprint:
+            raise ValueError(f"checkpoint={path!r} was written by a fit on other training data "
+                             "(X, y and sample_weight differ); remove the file to start "
+                             "afresh")
+        vars(self).update({key: value for key, value in vars(saved).items()
+                           if key not in params and key != "_checkpoint_state"})
+        return state
+
+    def _record(self, start):
         history = self.history_
         self.n_iter_ = len(history)
         self.loss_curve_ = history[:, "train_loss"]
         self.best_loss_ = min(self.loss_curve_) if self.loss_curve_ else None
         scores = [r["valid_score"] for r in history if "valid_score" in r]
         self.validation_scores_ = scores if scores else None
-        self.n_device_queries_ += count_device_queries(self.module_) - queries_before
-        if self.training == "bp_free":
-            self.n_loss_evaluations_ = self._optimizer.n_evaluations
-            self.switched_at_ = None if self._switch is None else self._switch.switched_at
+        self._mode.record(self)
         self.fit_time_ = time.perf_counter() - start
 
     def _fit(self, X, y, sample_weight, *, incremental=False, classes=None):
         """Validate everything, then train: a call that fails validation changes nothing, nor
         does a new network's training that fails before its first epoch ends."""
         before = dict(self.__dict__)
+        start = time.perf_counter()
         with restored_on_error(self):
             hidden_sizes, device = self._check_hyperparameters()
             continuing = hasattr(self, "module_") and (incremental or self.warm_start)
@@ -559,6 +634,15 @@ class _BaseHybridNet(BaseEstimator):
             X, y = self._encode(X, y, reset=not continuing, classes=classes)
             sample_weight = _check_sample_weight(sample_weight, X, dtype=np.float32,
                                                  ensure_non_negative=True)
+            fingerprint = resumed = None
+            if self.checkpoint is not None and not incremental:
+                if self.training == "calibrated_twin":
+                    raise ValueError("checkpoint is not supported with "
+                                     "training='calibrated_twin' (its twin phase is not saved); "
+                                     "use training='physics_aware', or fit without checkpoint")
+                fingerprint = _fingerprint(X, y, sample_weight)
+                resumed = self._resume(fingerprint)
+                continuing = continuing or resumed is not None
             if not continuing:
                 self._draw_seeds()
             validation = None
@@ -570,33 +654,42 @@ class _BaseHybridNet(BaseEstimator):
                 validation = (X_val, y_val)
             if not continuing:
                 self._initialize(X.shape[1], self._n_outputs(y), hidden_sizes, device)
-                unsafe = pointwise_unsafe_layers(self.module_)
-                if self.training == "bp_free" and unsafe:
-                    raise ValueError(f"training='bp_free' evaluates the loss at many parameter "
-                                     f"points at once, which {', '.join(unsafe)} cannot take "
-                                     "part in during training (a random mask or batch "
-                                     "statistics per point); remove them from the module or "
-                                     "use training='surrogate'")
+                self._mode.check_network(self, self.module_)
                 if self.module is not None:
                     self._check_module_output(self.module_,
                                               torch.as_tensor(X[:2], device=device),
                                               self._n_outputs(y))
-                if self.training == "calibrated_twin" and not incremental:
-                    # Part of the set-up: a device that fails here leaves the estimator as it was.
-                    calibration_start = time.perf_counter()
-                    twins = self._calibrated_twins()
+            if self.max_device_seconds is not None and self._usage().seconds is None:
+                raise ValueError(f"max_device_seconds={self.max_device_seconds!r} needs a "
+                                 "device cost model, but no device of the network declares "
+                                 "settle_time or vector_time; set them on the device, or "
+                                 "budget with max_device_queries")
+            self._call_start_usage = self._training_usage() if resumed is None \
+                else DeviceUsage(*resumed["call_start_usage"])
+            prepared = None
+            if not (continuing or incremental):
+                # Part of the set-up: a device that fails here leaves the estimator as it was.
+                usage = self._usage()
+                prepared = self._mode.prepare(self)
+                self._add_training_usage(self._usage() - usage)
         if not (incremental and continuing):  # once per fit, and on partial_fit's first call
             self._warn_query_cost(len(X))
         if device != self._device:
             self._move_to(device)
         try:
             if incremental:
-                self._run(X, y, sample_weight, 1)
-            elif self.training == "calibrated_twin" and not continuing:
-                self._fit_on_twins(twins, X, y, sample_weight, validation, calibration_start)
-            else:
+                self._run(X, y, sample_weight, 1, start=start)
+            elif resumed is not None:
+                if not resumed["complete"]:
+                    self._run(X, y, sample_weight, int(self.max_iter) - resumed["epochs"],
+                              validation=validation, schedule=True, start=start,
+                              resume=resumed, fingerprint=fingerprint)
+            elif continuing:
                 self._run(X, y, sample_weight, int(self.max_iter), validation=validation,
-                          schedule=True)
+                          schedule=True, start=start, fingerprint=fingerprint)
+            else:
+                self._mode.fit(self, prepared, X, y, sample_weight, validation, start,
+                               fingerprint)
         except BaseException:
             # A new network without a finished epoch is no model: keep the one there was (the
             # replaced attributes still hold it; the new network never touched them).
@@ -605,43 +698,6 @@ class _BaseHybridNet(BaseEstimator):
                 self.__dict__.update(before)
             raise
         return self
-
-    def _calibrated_twins(self):
-        """A calibrated twin of every device of the network (``training="calibrated_twin"``)."""
-        layers = self._device_layers()
-        if not layers:
-            raise ValueError("training='calibrated_twin' needs a device in the network "
-                             "(physical_layer, or a module with BlackBoxLayers)")
-        for layer in layers:
-            if not callable(getattr(layer.black_box, "nominal_twin", None)):
-                raise ValueError(f"training='calibrated_twin' needs a simulator of each device, "
-                                 f"but {layer.black_box.name} has no nominal_twin(); calibrate "
-                                 "your own twin with hybridnet.calibrate and train it with "
-                                 "BlackBoxLayer.using, or use training='surrogate'")
-        self._configure_device_layers()
-        seeds = spawn_seeds(spawn_seeds(self._seed, 5)[4], len(layers))  # a fifth stream
-        twins = [calibrate(layer.black_box, layer.black_box.nominal_twin(),
-                           n_queries=self.calibration_queries, params=layer.params.detach(),
-                           seed=seed, query=layer.query_device).to(self._device)
-                 for layer, seed in zip(layers, seeds, strict=True)]
-        self.n_calibration_queries_ = sum(twin.calibration_queries for twin in twins)
-        self.n_device_queries_ += self.n_calibration_queries_
-        return twins
-
-    def _fit_on_twins(self, twins, X, y, sample_weight, validation, start):
-        """Train on the calibrated twins (no device query), then put the network back on the
-        devices and fine-tune in situ for ``fine_tune_iter`` epochs; ``fit_time_`` counts from
-        ``start``, the calibration's."""
-        with contextlib.ExitStack() as stack:
-            for layer, twin in zip(self._device_layers(), twins, strict=True):
-                stack.enter_context(layer.using(twin))
-            self._run(X, y, sample_weight, int(self.max_iter), validation=validation,
-                      schedule=True, start=start)
-        if self.fine_tune_iter:
-            # Gentler than the first phase: the twin's network only needs its last errors
-            # corrected (at full rates 3 epochs dropped digits 0.978 -> 0.960).
-            self._run(X, y, sample_weight, int(self.fine_tune_iter), validation=validation,
-                      schedule=True, start=start, rate_factor=FINE_TUNE_LR_FACTOR)
 
     def _validated_inputs(self, X, y="no_validation", reset=False, **options):
         """``validate_data``, then refuse values that overflow float32 (the network's dtype)."""
@@ -733,17 +789,22 @@ _PARAMETERS_DOC = """
     device_options : dict, optional
         Keyword arguments of the device class: non-idealities such as ``phase_bits``,
         ``phase_noise``, ``crosstalk``, ``detector_noise``, ``fabrication_error``.
-    training : {"surrogate", "backprop", "bp_free", "calibrated_twin"}, default="surrogate"
+    training : {"surrogate", "backprop", "bp_free", "calibrated_twin", "physics_aware"}, \
+default="surrogate"
         "surrogate" trains the devices in situ from queries (low-rank surrogate plus
         zeroth-order updates); "backprop" is the digital twin, exact autograd through the
         simulator; "bp_free" trains the whole network without back-propagation (zeroth-order
         estimates of every parameter's gradient, see ``zo_estimator``); "calibrated_twin"
-        measures each device with ``calibration_queries`` queries, fits its twin's hidden
-        state (phase offsets, MZI losses; :func:`hybridnet.calibrate`), trains ``max_iter``
-        epochs by autograd through the calibrated twins (no device query), then fine-tunes
-        ``fine_tune_iter`` epochs in situ; the fitted network runs on the devices. It needs
-        devices with a ``nominal_twin()`` (the simulated ones). Continued training
-        (``warm_start``, ``partial_fit``) is in situ.
+        takes each device's ``twin`` (calibrated with ``calibration_queries`` queries, or the
+        nominal design), trains ``max_iter`` epochs by autograd through the twins (no device
+        query), then fine-tunes ``fine_tune_iter`` epochs in situ; the fitted network runs on
+        the devices. "physics_aware" (Wright et al., Nature 2022) runs every forward pass on the
+        devices and back-propagates through each device's ``twin`` (its vector-Jacobian
+        product at the device's inputs and parameters): one setting and a batch of vectors per
+        step, no zeroth-order queries. The twin-based modes need devices with a
+        ``nominal_twin()`` (the simulated ones), or a ``module`` whose layers carry their
+        twins. Continued training (``warm_start``, ``partial_fit``) of "calibrated_twin" is in
+        situ, of "physics_aware" physics-aware.
     surrogate_rank : int, optional
         Rank of each device's surrogate; default half the narrowest hidden layer.
     surrogate_probes : int, optional
@@ -795,8 +856,13 @@ _PARAMETERS_DOC = """
     tt_rank : int, optional
         Make the digital linear maps :class:`~hybridnet.TTLinear` of this rank; None keeps
         them dense.
+    twin : {"calibrated", "nominal"}, default="calibrated"
+        The model of each device that "calibrated_twin" and "physics_aware" train through:
+        calibrated before the first epoch (:func:`hybridnet.calibrate`, its queries counted
+        in the fit's), or the nominal design as built (no query; "calibrated_twin" with
+        "nominal" is the nominal twin deployed on the chip).
     calibration_queries : int, optional
-        Device queries per device for ``training="calibrated_twin"``'s calibration; default
+        Device queries per device for the calibration of ``twin="calibrated"``; default
         8 x the device's input width (the whole matrix at 8 parameter settings).
     fine_tune_iter : int, default=0
         Epochs of in-situ training after the twin phase of ``training="calibrated_twin"``.
@@ -834,6 +900,15 @@ _PARAMETERS_DOC = """
     device_timeout : float, optional
         Seconds a device call may take before it counts as failed (and is retried); None
         waits for ever. See :class:`~hybridnet.BlackBoxLayer`.
+    max_device_queries : int, optional
+        Budget of device queries (vectors) for one ``fit`` or ``partial_fit`` call, its
+        calibration included: the fit stops at the step after which one more step of the
+        last step's cost would exceed it, with a warning, and keeps the best weights seen
+        (:class:`~hybridnet.training.DeviceBudget`); the epoch it stops in is recorded with
+        the steps that ran. None: no budget.
+    max_device_seconds : float, optional
+        The same budget in modelled device seconds (``device_seconds_``); needs devices
+        that declare a cost model (``settle_time``, ``vector_time``).
     random_state : int, RandomState instance or None, default=None
         Draws one seed from which independent streams are derived (``SeedSequence.spawn``)
         for initialisation, each device (fabrication offsets, noise), each device layer
@@ -842,7 +917,8 @@ _PARAMETERS_DOC = """
     device : {"cpu", "cuda"} or torch.device, default="cpu"
         Where the network runs.
     verbose : bool, default=False
-        Show a tqdm progress bar (loss, validation score, device queries).
+        Show a tqdm progress bar (loss, validation score, device queries, modelled chip
+        seconds).
     module : torch.nn.Module, optional
         A network of your own (it may contain :class:`~hybridnet.BlackBoxLayer` modules) used
         in place of the built-in MLP; it must map (n_samples, n_features) to (n_samples, n_outputs).
@@ -865,16 +941,26 @@ _ATTRIBUTES_DOC = """
     n_iter_ : int
         Epochs run.
     n_device_queries_ : int
-        Black-box queries made during training (forward, surrogate and zeroth-order), summed
-        over ``partial_fit`` calls and warm-started fits; predictions are not counted.
+        Black-box queries (input vectors) the devices served during training (forward,
+        surrogate, zeroth-order and calibration), summed over ``partial_fit`` calls and
+        warm-started fits; predictions are not counted. Exact in every training mode: what
+        the devices served, not an estimate.
+    n_device_settings_ : int
+        Parameter settings the devices applied during training, counted likewise (one per
+        setting of a request, however many vectors it carries): on a thermo-optic chip the
+        settling after each setting, not the vectors, is most of the chip time.
+    device_seconds_ : float or None
+        Modelled device seconds of training, ``settings x settle_time + vectors x
+        vector_time`` summed over the devices; None when no device declares a cost model.
     n_calibration_queries_ : int
-        Of ``n_device_queries_``, those spent calibrating twins (``training="calibrated_twin"``;
-        0 otherwise).
+        Of ``n_device_queries_``, those spent calibrating twins (``twin="calibrated"`` with
+        "calibrated_twin" or "physics_aware"; 0 otherwise).
     n_device_retries_ : int
         Failed device calls that were retried during training (summed likewise).
     history_ : History
-        Per-epoch records: ``epoch``, ``train_loss``, ``seconds``, ``device_queries``
-        (cumulative) and ``valid_score``; ``history_[:, "train_loss"]`` gives a column.
+        Per-epoch records: ``epoch``, ``train_loss``, ``seconds``, ``device_queries``,
+        ``device_settings`` and ``device_seconds`` (cumulative; the last only with a cost
+        model) and ``valid_score``; ``history_[:, "train_loss"]`` gives a column.
     fit_time_ : float
         Seconds spent in the last ``fit`` or ``partial_fit``.
 """

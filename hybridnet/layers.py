@@ -20,6 +20,11 @@ Forward queries the device. Backward needs two gradients the device cannot give:
   directions. ``phi`` at the unperturbed ``w`` comes from the forward pass's output, with no
   query: ``<A, Q Q^T K> = trace(Q^T G^T Y Q)``.
 
+``training="physics_aware"`` (Wright et al., Nature 601, 549-555, 2022) takes both from a
+differentiable model of the device instead: the forward pass is the device's answer, the
+backward pass the vector-Jacobian product of the ``twin`` at the same inputs and parameters, so
+the loss sees what the chip really does while the twin only supplies the direction.
+
 The device parameters are an ordinary ``nn.Parameter``, so any torch optimizer, ``state_dict``,
 pickling and ``nn.Sequential`` work.
 """
@@ -38,7 +43,7 @@ from .physical.base import BlackBox, BlackBoxError, DeviceTimeoutError
 from .surrogate import UPDATES, LowRankSurrogate
 from .zeroth_order import DISTRIBUTIONS, ESTIMATORS, zo_gradient
 
-TRAININGS = ("surrogate", "backprop", "digital")
+TRAININGS = ("surrogate", "backprop", "digital", "physics_aware")
 INPUT_GRADIENTS = ("auto", "surrogate", "jacobian", "zo")
 DEFAULT_SURROGATE_RANK = 10
 
@@ -208,12 +213,14 @@ class BlackBoxLayer(nn.Module):
     ----------
     black_box : BlackBox
         The device (``MZIMesh``, ``MRRBank``, ``SLM``, ``FunctionBlackBox``, ...).
-    training : {"surrogate", "backprop", "digital"}, default="surrogate"
+    training : {"surrogate", "backprop", "digital", "physics_aware"}, default="surrogate"
         How the layer trains. "surrogate": in situ, from queries only (surrogate input gradient,
         zeroth-order parameter gradient). "backprop": exact autograd through the simulator, the
         digital-twin upper bound only a simulator allows (refused for a device that autograd
         cannot differentiate). "digital": the device is replaced by a plain trainable
-        linear map of the same shape, the all-digital baseline.
+        linear map of the same shape, the all-digital baseline. "physics_aware": the forward
+        pass queries the device, the backward pass is the vector-Jacobian product of ``twin``
+        (for the inputs and the parameters), with no further device query.
     surrogate_rank : int, optional
         Rank r of the surrogate, at most ``min(in_features, out_features)`` (a larger one is
         refused). Default: 10, or that minimum for a narrower device.
@@ -286,6 +293,11 @@ class BlackBoxLayer(nn.Module):
         Root seed of the layer's random streams (initial parameters, surrogate probes,
         zeroth-order directions: three independent streams derived from it); None draws one
         from torch's global RNG.
+    twin : BlackBox, optional
+        The differentiable model of the device that ``training="physics_aware"`` takes its
+        gradients from: a simulator of the same shape and parameter count (a calibrated one,
+        :func:`hybridnet.calibrate`, for a chip that differs from its design). Default: the
+        device's ``nominal_twin()``. Only used with ``training="physics_aware"``.
 
     Attributes
     ----------
@@ -302,6 +314,9 @@ class BlackBoxLayer(nn.Module):
         Whether the device is linear in x (None until known).
     n_device_retries : int
         Failed device calls that were retried so far.
+    twin : BlackBox or None
+        The model of ``training="physics_aware"`` (a submodule, so its calibrated state is
+        in ``state_dict``); None in the other modes.
 
     Inputs may have any leading shape, ``(..., in_features)`` as for ``nn.Linear``: a
     transformer's (batch, time, features) is pushed through the device as batch x time
@@ -327,7 +342,8 @@ class BlackBoxLayer(nn.Module):
                  surrogate_rebuild_every=10,
                  surrogate_update="auto", zo_estimator="rge", zo_samples=10, zo_smoothing="auto",
                  zo_distribution="gaussian", input_gradient="auto", batch_compression=True,
-                 zo_batch_rank=16, device_retries=2, device_timeout=None, seed=None):
+                 zo_batch_rank=16, device_retries=2, device_timeout=None, seed=None,
+                 twin=None):
         super().__init__()
         if not isinstance(black_box, BlackBox):
             raise TypeError("black_box must be a hybridnet.physical.BlackBox (wrap a plain "
@@ -366,9 +382,21 @@ class BlackBoxLayer(nn.Module):
             raise ValueError(f"training='backprop' needs a differentiable simulator, but "
                              f"{black_box.name} is not (a numpy FunctionBlackBox, or a real "
                              "device); use training='surrogate'")
+        if twin is not None and training != "physics_aware":
+            raise ValueError(f"twin is only used with training='physics_aware', not "
+                             f"training={training!r}")
+        if training == "physics_aware" and twin is None:
+            if not callable(getattr(black_box, "nominal_twin", None)):
+                raise ValueError(f"training='physics_aware' needs a differentiable model of the "
+                                 f"device, but {black_box.name} has no nominal_twin(); pass "
+                                 "twin=<a simulator of it>")
+            twin = black_box.nominal_twin()
         self.black_box = black_box
         self.training_mode = training
         self.in_features, self.out_features = black_box.in_features, black_box.out_features
+        self.twin = None
+        if twin is not None:
+            self.set_twin(twin)
         self.zo_estimator = zo_estimator
         self.zo_samples = zo_samples
         self.zo_smoothing = zo_smoothing
@@ -432,12 +460,7 @@ class BlackBoxLayer(nn.Module):
         >>> chip.n_queries == twin.calibration_queries  # the twin's training cost none
         True
         """
-        if not isinstance(black_box, BlackBox) or (
-                (black_box.in_features, black_box.out_features, black_box.n_params)
-                != (self.in_features, self.out_features, self.black_box.n_params)):
-            raise ValueError("black_box must be a BlackBox of the layer's shape and parameter "
-                             f"count ({self.in_features}, {self.out_features}, "
-                             f"{self.black_box.n_params})")
+        self._check_like_device("black_box", black_box)
         if training not in ("backprop", "surrogate"):
             raise ValueError(f"training must be 'backprop' or 'surrogate', got {training!r}")
         if training == "surrogate" and self.surrogate is None:
@@ -455,10 +478,56 @@ class BlackBoxLayer(nn.Module):
             self.black_box, self.training_mode, self.linear = saved
             del self.__dict__["_own_device"]
 
+    def _check_like_device(self, name, box):
+        if not isinstance(box, BlackBox) or (
+                (box.in_features, box.out_features, box.n_params)
+                != (self.in_features, self.out_features, self.black_box.n_params)):
+            raise ValueError(f"{name} must be a BlackBox of the layer's shape and parameter "
+                             f"count ({self.in_features}, {self.out_features}, "
+                             f"{self.black_box.n_params})")
+
+    def set_twin(self, twin):
+        """Take gradients from ``twin`` from now on (``training="physics_aware"``), say a
+        twin calibrated during training.
+
+        Parameters
+        ----------
+        twin : BlackBox
+            A differentiable model of the device, of its shape and parameter count.
+
+        Examples
+        --------
+        >>> from hybridnet import BlackBoxLayer, calibrate
+        >>> from hybridnet.physical import MZIMesh
+        >>> chip = MZIMesh(4, 4, fabrication_error=0.3, seed=0)
+        >>> layer = BlackBoxLayer(chip, training="physics_aware", seed=0)  # nominal twin
+        >>> layer.set_twin(calibrate(chip, layer.twin, params=layer.params, seed=0))
+        >>> float(layer.twin.calibration_error) < 0.01
+        True
+        """
+        self._check_like_device("twin", twin)
+        if not twin.differentiable:
+            raise ValueError(f"twin {twin.name} is not differentiable, so it cannot give "
+                             "training='physics_aware' its gradients")
+        self.twin = twin
+
+    def _served_device(self):
+        return self.__dict__.get("_own_device", self.black_box)
+
     def device_queries(self):
-        """Queries served so far by the layer's own device (not by a twin it is
-        :meth:`using`)."""
-        return self.__dict__.get("_own_device", self.black_box).n_queries
+        """Queries (input vectors) served so far by the layer's own device (not by a twin it
+        is :meth:`using`, nor the ``twin`` of ``training="physics_aware"``)."""
+        return self._served_device().n_queries
+
+    def device_settings(self):
+        """Parameter settings applied so far to the layer's own device (see
+        :attr:`~hybridnet.physical.BlackBox.n_settings`)."""
+        return self._served_device().n_settings
+
+    def device_seconds(self):
+        """Modelled seconds of the layer's own device so far, or None where it declares no
+        cost model (see :attr:`~hybridnet.physical.BlackBox.device_seconds`)."""
+        return self._served_device().device_seconds
 
     def device_parameters(self):
         """The device's trainable parameters (empty for ``training="digital"``)."""
@@ -645,6 +714,12 @@ class BlackBoxLayer(nn.Module):
         x = x.reshape(-1, self.in_features)
         if self.training_mode == "digital":
             y = x @ self.weight.T
+        elif self.training_mode == "physics_aware" and torch.is_grad_enabled():
+            with torch.no_grad():
+                measured = self.query_device(x, self.params.detach())
+            modelled = self.twin(x, self.params)
+            # The device's value exactly (m - m is 0), the twin's vector-Jacobian product.
+            y = measured.to(modelled.dtype) + (modelled - modelled.detach())
         elif self.training_mode == "backprop" and torch.is_grad_enabled():
             y = self.query_device(x, self.params)
             if torch.is_grad_enabled() and self.params.requires_grad and not y.requires_grad:

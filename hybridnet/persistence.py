@@ -58,6 +58,7 @@ import inspect
 import io
 import json
 import numbers
+import pathlib
 import pickle
 import re
 import warnings
@@ -128,6 +129,27 @@ _SEEDS = ("a list of 4 integers in [0, 2**64)",
           and all(_is_count(s) and s < 2**64 for s in v))
 
 
+def _is_checkpoint_state(value):
+    """What ``fit(checkpoint=...)`` stores beside the model to resume it (see
+    ``_BaseHybridNet._run``)."""
+    keys = {"fingerprint", "epochs", "scheduler_steps", "stopper", "call_start_usage",
+            "complete"}
+    if not (isinstance(value, dict) and value.keys() == keys):
+        return False
+    stopper, usage = value["stopper"], value["call_start_usage"]
+    return (isinstance(value["fingerprint"], str) and _is_count(value["epochs"])
+            and _is_count(value["scheduler_steps"]) and isinstance(value["complete"], bool)
+            and isinstance(stopper, dict)
+            and stopper.keys() == {"best_value", "best_epoch", "stale", "best_weights"}
+            and (stopper["best_value"] is None or _is_real(stopper["best_value"]))
+            and _is_count(stopper["best_epoch"]) and _is_count(stopper["stale"])
+            and isinstance(stopper["best_weights"], dict)
+            and all(isinstance(w, np.ndarray) and w.dtype.kind in "biuf"
+                    for w in stopper["best_weights"].values())
+            and isinstance(usage, list) and len(usage) == 3 and _is_count(usage[0])
+            and _is_count(usage[1]) and (usage[2] is None or _is_real(usage[2])))
+
+
 def _optional(check):
     return (f"{check[0]} or None", lambda v: v is None or check[1](v))
 
@@ -168,8 +190,13 @@ _FITTED_BY_CLASS = {
 }
 _FITTED_HYBRID = {
     "best_loss_": _optional(_REAL), "validation_scores_": _optional(_REALS),
-    "n_device_queries_": _COUNT, "n_calibration_queries_": _COUNT, "n_device_retries_": _COUNT,
+    "n_device_queries_": _COUNT, "n_device_settings_": _COUNT,
+    "device_seconds_": _optional(_REAL), "n_calibration_queries_": _COUNT,
+    "n_device_retries_": _COUNT,
     "n_loss_evaluations_": _COUNT, "switched_at_": _optional(_COUNT), "_stream_seeds": _SEEDS,
+    "_checkpoint_state": ("a checkpoint's state (fingerprint, epochs, scheduler steps, "
+                          "early-stopping state, usage at the call's start, completeness)",
+                          lambda v: _is_checkpoint_state(v)),
 }
 _REQUIRED = {
     "HybridNetClassifier": {"n_features_in_", "_seed", "_stream_seeds", "classes_"},
@@ -397,6 +424,8 @@ class _Writer:
         if isinstance(value, slice) and all(
                 v is None or isinstance(v, int) for v in (value.start, value.stop, value.step)):
             return {"__slice__": [value.start, value.stop, value.step]}
+        if isinstance(value, pathlib.PurePath):  # a checkpoint's path
+            return {"__path__": str(value)}
         if type(value) is np.ndarray:  # not a subclass: a masked array would lose its mask
             return self._array(value, where)
         if isinstance(value, np.dtype) and value.kind in _ARRAY_KINDS:
@@ -626,7 +655,7 @@ class _Loader:
         if tags[0] in ("__hybridnet__", "__sklearn__"):
             return self.estimator(data, where, depth)
         decode = {"__tuple__": self._tuple, "__npy__": self._npy, "__array__": self._json_array,
-                  "__scalar__": self._scalar, "__slice__": self._slice,
+                  "__scalar__": self._scalar, "__slice__": self._slice, "__path__": self._path,
                   "__dtype__": self._dtype, "__type__": self._type}.get(tags[0])
         if decode is None:
             raise _Invalid(f"{where} has an unknown tag {tags[0]!r}")
@@ -681,6 +710,9 @@ class _Loader:
             return dtype.type(item)
         except (ValueError, TypeError, OverflowError) as error:
             raise _Invalid(f"{where} is not a {dtype}: {error}") from None
+
+    def _path(self, data, where, depth):
+        return pathlib.Path(_field(data, "__path__", str, where))
 
     def _slice(self, data, where, depth):
         bounds = _field(data, "__slice__", list, where)

@@ -9,6 +9,9 @@ the loss before ``backward``); the loop then stops with a ``ConvergenceWarning``
 :class:`EarlyStopping` puts back the best weights it saw. A step that raises (a device that keeps
 failing, Ctrl-C) ends training too: the callbacks' ``on_train_end`` still runs, so the best
 weights are restored where :class:`EarlyStopping` tracked them, and the exception propagates.
+A callback may also end training in the middle of an epoch, after any step
+(:meth:`Callback.on_step_end`, as :class:`DeviceBudget` does): the epoch is then recorded with
+the steps that ran.
 """
 
 import contextlib
@@ -16,6 +19,7 @@ import copy
 import math
 import time
 import warnings
+from typing import NamedTuple
 
 import torch
 from sklearn.exceptions import ConvergenceWarning
@@ -61,6 +65,8 @@ class TrainingState:
     interrupted : bool
         True when a step raised (device failure, ``KeyboardInterrupt``); ``on_train_end``
         then runs before the exception propagates.
+    budget_reached : str or None
+        Why a :class:`DeviceBudget` ended training, or None.
 
     Examples
     --------
@@ -86,8 +92,13 @@ class TrainingState:
         self.stop = False
         self.diverged = False
         self.interrupted = False
-        # Added to the devices' own count to give the records' cumulative training queries.
-        self.queries_offset = 0
+        self.budget_reached = None
+        # Added to the devices' own counts to give the records' cumulative training usage.
+        self.usage_offset = DeviceUsage(0, 0, None)
+
+    def usage(self):
+        """The devices' cumulative training usage, as the records count it."""
+        return self.usage_offset + device_usage(self.module)
 
 
 class Callback:
@@ -112,6 +123,9 @@ class Callback:
 
     def on_train_begin(self, state):
         """Called once before the first epoch."""
+
+    def on_step_end(self, state):
+        """Called after each training step; setting ``state.stop`` ends the epoch there."""
 
     def on_epoch_end(self, state):
         """Called after each epoch, once its record is in ``state.history``."""
@@ -220,7 +234,8 @@ class EarlyStopping(Callback):
         Epochs without improvement before stopping.
     restore_best : bool, default=False
         Load the best epoch's weights at the end of training, also when training ends by an
-        exception (a failing device, Ctrl-C). Weights are always restored after divergence.
+        exception (a failing device, Ctrl-C). Weights are always restored after divergence
+        and when a :class:`DeviceBudget` ended training.
 
     Attributes
     ----------
@@ -260,10 +275,34 @@ class EarlyStopping(Callback):
         self.restore_best = restore_best
 
     def on_train_begin(self, state):
+        resumed, self._resumed = getattr(self, "_resumed", None), None
+        if resumed is not None:
+            self.best_value, self.best_epoch = resumed["best_value"], resumed["best_epoch"]
+            self._best_state, self._stale = resumed["best_weights"], resumed["stale"]
+            return
         self.best_value = math.inf if self.lower_is_better else -math.inf
         self.best_epoch = 0
         self._best_state = copy.deepcopy(state.module.state_dict())
         self._stale = 0
+
+    def state(self):
+        """What resuming needs: best value and epoch, epochs without improvement, best weights.
+
+        Returns
+        -------
+        dict
+        """
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch,
+                "stale": self._stale, "best_weights": self._best_state}
+
+    def resume(self, state):
+        """Continue from ``state`` (from :meth:`state`) at the next ``on_train_begin``.
+
+        Parameters
+        ----------
+        state : dict
+        """
+        self._resumed = state
 
     def on_epoch_end(self, state):
         value = state.history[-1][self.monitor]
@@ -277,12 +316,53 @@ class EarlyStopping(Callback):
             state.stop = True
 
     def on_train_end(self, state):
-        if self.restore_best or state.diverged:
+        if self.restore_best or state.diverged or state.budget_reached:
             state.module.load_state_dict(self._best_state)
 
 
+class Checkpoint(Callback):
+    """Call ``save(state, complete)`` every ``every`` epochs, on the epoch training stops in,
+    and once more at its end (``complete=True``, after the callbacks before it have run their
+    ``on_train_end``: :class:`EarlyStopping` has restored the best weights). Nothing is saved
+    when a step raised: the last checkpoint stays the last complete epoch's.
+
+    Parameters
+    ----------
+    save : callable
+        ``save(state, complete)``; the estimators write the model with
+        :func:`hybridnet.save`, atomically.
+    every : int, default=1
+        Epochs between two checkpoints.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.training import Checkpoint, train_epochs
+    >>> saved = []
+    >>> checkpoint = Checkpoint(lambda state, complete: saved.append(
+    ...     (state.history[-1]["epoch"], complete)), every=2)
+    >>> _ = train_epochs(torch.nn.Linear(2, 1), lambda batch: (0.5, 1), lambda: [0],
+    ...                  n_epochs=5, callbacks=[checkpoint])
+    >>> saved
+    [(2, False), (4, False), (5, True)]
+    """
+
+    def __init__(self, save, every=1):
+        self.save = save
+        self.every = every
+
+    def on_epoch_end(self, state):
+        if state.history[-1]["epoch"] % self.every == 0 or state.stop:
+            self.save(state, False)
+
+    def on_train_end(self, state):
+        if not state.interrupted:
+            self.save(state, True)
+
+
 class ProgressBar(Callback):
-    """A tqdm progress bar over epochs showing loss, validation score and device queries.
+    """A tqdm progress bar over epochs showing loss, validation score, device queries and,
+    for devices with a cost model, modelled device seconds.
 
     Parameters
     ----------
@@ -320,6 +400,8 @@ class ProgressBar(Callback):
     def on_epoch_end(self, state):
         record = state.history[-1]
         postfix = {"loss": f"{record['train_loss']:.4g}", "queries": record["device_queries"]}
+        if "device_seconds" in record:
+            postfix["chip_s"] = f"{record['device_seconds']:.4g}"
         if "valid_score" in record:
             postfix["valid"] = f"{record['valid_score']:.4g}"
         self._bar.set_postfix(postfix)
@@ -327,6 +409,71 @@ class ProgressBar(Callback):
 
     def on_train_end(self, state):
         self._bar.close()
+
+
+def _add_seconds(a, b):
+    return b if a is None else a if b is None else a + b
+
+
+class DeviceUsage(NamedTuple):
+    """What devices served: input vectors, parameter settings and modelled seconds (None when
+    no device declares a cost model). Adds and subtracts field by field.
+
+    Examples
+    --------
+    >>> from hybridnet.training import DeviceUsage
+    >>> DeviceUsage(100, 4, 0.5) - DeviceUsage(40, 1, 0.125)
+    DeviceUsage(queries=60, settings=3, seconds=0.375)
+    >>> DeviceUsage(1, 1, None) + DeviceUsage(2, 1, None)
+    DeviceUsage(queries=3, settings=2, seconds=None)
+    """
+
+    queries: int
+    settings: int
+    seconds: float | None
+
+    def __add__(self, other):
+        return DeviceUsage(self.queries + other.queries, self.settings + other.settings,
+                           _add_seconds(self.seconds, other.seconds))
+
+    def __sub__(self, other):
+        negated = None if other.seconds is None else -other.seconds
+        return self + DeviceUsage(-other.queries, -other.settings, negated)
+
+
+def device_usage(module):
+    """What the devices of every BlackBoxLayer in ``module`` served so far (a twin that a layer
+    is :meth:`~hybridnet.BlackBoxLayer.using`, or the twin of ``training="physics_aware"``,
+    is not a device).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Any network.
+
+    Returns
+    -------
+    DeviceUsage
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet import BlackBoxLayer
+    >>> from hybridnet.physical import MZIMesh
+    >>> from hybridnet.training import device_usage
+    >>> layer = BlackBoxLayer(MZIMesh(4, 4, seed=0), seed=0)
+    >>> with torch.no_grad():
+    ...     _ = layer(torch.randn(5, 4))
+    >>> usage = device_usage(layer)  # 5 vectors at one setting: 100 us + 5 ns (nominal model)
+    >>> usage.queries, usage.settings, round(usage.seconds, 9)
+    (5, 1, 0.000100005)
+    """
+    usage = DeviceUsage(0, 0, None)
+    for layer in module.modules():
+        if isinstance(layer, BlackBoxLayer):
+            usage += DeviceUsage(layer.device_queries(), layer.device_settings(),
+                                 layer.device_seconds())
+    return usage
 
 
 def count_device_queries(module):
@@ -348,12 +495,82 @@ def count_device_queries(module):
     >>> count_device_queries(model)  # 5 vectors through each of the two devices
     10
     """
-    return sum(layer.device_queries() for layer in module.modules()
-               if isinstance(layer, BlackBoxLayer))
+    return device_usage(module).queries
+
+
+class DeviceBudget(Callback):
+    """End training before the devices exceed a budget of queries or modelled seconds.
+
+    After every step it compares what the devices served during training, plus ``spent``
+    before it (a calibration), with the budget, and stops at the step after which one more
+    step of the last step's cost would exceed it: the usage stays within the budget unless a
+    step costs more than the one before it. The epoch ends there and is recorded with the
+    steps that ran; :class:`EarlyStopping` then restores the best weights it saw, and a
+    ``UserWarning`` says what was reached.
+
+    Parameters
+    ----------
+    max_queries : int, optional
+        Input vectors the devices may serve.
+    max_seconds : float, optional
+        Modelled device seconds (needs devices with a cost model,
+        :attr:`~hybridnet.physical.BlackBox.device_seconds`).
+    spent : DeviceUsage, optional
+        Usage already spent toward the budget before training.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import torch
+    >>> from hybridnet import BlackBoxLayer
+    >>> from hybridnet.physical import MZIMesh
+    >>> from hybridnet.training import DeviceBudget, train_epochs
+    >>> layer = BlackBoxLayer(MZIMesh(4, 4, seed=0), training="backprop", seed=0)
+    >>> def step(batch):  # a forward pass of 8 vectors: 8 queries
+    ...     layer(torch.randn(8, 4))
+    ...     return 1.0, 1
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     state = train_epochs(layer, step, lambda: range(10), n_epochs=5,
+    ...                          callbacks=[DeviceBudget(max_queries=100)])
+    >>> state.history[:, "device_queries"], state.budget_reached
+    ([80, 96], 'max_device_queries=100')
+    """
+
+    def __init__(self, max_queries=None, max_seconds=None, spent=None):
+        self.max_queries = max_queries
+        self.max_seconds = max_seconds
+        self.spent = DeviceUsage(0, 0, None) if spent is None else spent
+
+    def on_train_begin(self, state):
+        self._start = device_usage(state.module)
+        self._last = self.spent
+
+    def on_step_end(self, state):
+        used = self.spent + (device_usage(state.module) - self._start)
+        step = used - self._last
+        self._last = used
+        if self.max_queries is not None and used.queries + step.queries > self.max_queries:
+            state.budget_reached = f"max_device_queries={self.max_queries}"
+        elif (self.max_seconds is not None and used.seconds is not None
+              and used.seconds + step.seconds > self.max_seconds):
+            state.budget_reached = f"max_device_seconds={self.max_seconds:g}"
+        if state.budget_reached:
+            state.stop = True
+            self.used = used
+
+    def on_train_end(self, state):
+        if state.budget_reached:
+            seconds = "" if self.used.seconds is None else f", {self.used.seconds:.4g} s"
+            warnings.warn(f"stopped training at the device budget {state.budget_reached}: the "
+                          f"devices served {self.used.queries:,} queries at "
+                          f"{self.used.settings:,} settings{seconds}, and one more step would "
+                          "exceed it; the best weights seen were kept", UserWarning,
+                          stacklevel=4)
 
 
 def train_epochs(module, step, batches, n_epochs, *, callbacks=(), history=None,
-                 explain_divergence=None, queries_before=0):
+                 explain_divergence=None, usage_before=None):
     """Run up to ``n_epochs`` epochs of ``step`` over ``batches()``.
 
     Parameters
@@ -375,12 +592,13 @@ def train_epochs(module, step, batches, n_epochs, *, callbacks=(), history=None,
     explain_divergence : callable, optional
         ``explain_divergence() -> str``, called when a step returns a non-finite loss; its
         text replaces the generic advice of the ``ConvergenceWarning``.
-    queries_before : int, default=0
-        Device queries already spent on the model when ``history`` is empty (a calibration).
+    usage_before : DeviceUsage, optional
+        Device usage already spent on the model when ``history`` is empty (a calibration).
 
-    Each record's ``device_queries`` is the cumulative count of the queries the devices served
-    during training: those of this call added to the last record's (or ``queries_before``),
-    so queries made between two calls (``predict``) are not in it.
+    Each record's ``device_queries`` and ``device_settings`` (and ``device_seconds``, for
+    devices with a cost model) are the cumulative usage of the devices during training: this
+    call's added to the last record's (or ``usage_before``), so queries made between two calls
+    (``predict``) are not in it.
 
     Returns
     -------
@@ -417,8 +635,13 @@ def train_epochs(module, step, batches, n_epochs, *, callbacks=(), history=None,
     25
     """
     state = TrainingState(module, History() if history is None else history)
-    state.queries_offset = (state.history[-1]["device_queries"] if state.history
-                            else queries_before) - count_device_queries(module)
+    if state.history:
+        last = state.history[-1]
+        # Records of files saved before settings were counted have none.
+        usage_before = DeviceUsage(last["device_queries"], last.get("device_settings", 0),
+                                   last.get("device_seconds"))
+    state.usage_offset = (DeviceUsage(0, 0, None) if usage_before is None
+                          else usage_before) - device_usage(module)
     first_epoch = len(state.history) + 1
     module.train()
     for callback in callbacks:
@@ -443,6 +666,8 @@ def _run_epoch(state, epoch, step, batches, callbacks, explain_divergence):
     total_loss = total_weight = 0.0
     for batch in batches():
         loss, weight = step(batch)
+        for callback in callbacks:
+            callback.on_step_end(state)
         if not math.isfinite(loss):
             state.diverged = True
             advice = ("Try a smaller learning rate." if explain_divergence is None
@@ -453,10 +678,15 @@ def _run_epoch(state, epoch, step, batches, callbacks, explain_divergence):
             return
         total_loss += loss * weight
         total_weight += weight
-    state.history.append({
-        "epoch": epoch, "train_loss": total_loss / max(total_weight, 1e-300),
-        "seconds": time.perf_counter() - start,
-        "device_queries": state.queries_offset + count_device_queries(state.module)})
+        if state.stop:
+            break
+    usage = state.usage()
+    record = {"epoch": epoch, "train_loss": total_loss / max(total_weight, 1e-300),
+              "seconds": time.perf_counter() - start, "device_queries": usage.queries,
+              "device_settings": usage.settings}
+    if usage.seconds is not None:
+        record["device_seconds"] = usage.seconds
+    state.history.append(record)
     for callback in callbacks:
         callback.on_epoch_end(state)
 

@@ -11,7 +11,9 @@ vectorised computation; a real device driver may take one setting at a time
 
 The engine relies on nothing else: ``in_features``, ``out_features``, ``n_params``,
 ``initial_params``, calling the box, the flags ``linear`` and ``differentiable``, the
-counters ``n_queries`` (input vectors served) and ``n_calls`` (device invocations), the
+counters ``n_queries`` (input vectors served), ``n_settings`` (parameter settings applied) and
+``n_calls`` (device invocations), the optional cost model ``settle_time`` and ``vector_time``
+(:attr:`BlackBox.device_seconds`), the
 declared non-idealities ``parameter_resolution``, ``parameter_noise``, ``output_noise`` and
 ``max_smoothing``, from which ``zo_smoothing="auto"`` picks the zeroth-order step, and what
 :class:`~hybridnet.BlackBoxLayer` needs to retry and time out calls: ``settings_per_call``,
@@ -20,9 +22,22 @@ declared non-idealities ``parameter_resolution``, ``parameter_noise``, ``output_
 """
 
 import abc
+import math
+import numbers
 
 import torch
 from torch import nn
+
+
+def _check_seconds(name, value):
+    """``value`` as a float if it is a finite number >= 0, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (
+            0 <= value < math.inf):
+        raise ValueError(f"{name} must be a finite number of seconds >= 0 or None, got "
+                         f"{value!r}")
+    return float(value)
 
 
 class BlackBoxError(RuntimeError):
@@ -98,12 +113,25 @@ class BlackBox(nn.Module, abc.ABC):
         Number of tunable device parameters (phases, heater settings, ...).
     name : str, optional
         Name used in error messages; defaults to the class name.
+    settle_time : float, optional
+        Seconds the device takes to apply one parameter setting (heaters settling, a frame of
+        a spatial light modulator). With ``vector_time`` it gives :attr:`device_seconds`.
+        Default: the class's declared value (None, not modelled, for the base class; the
+        simulated chips declare nominal ones); assign None to the attribute to drop it.
+    vector_time : float, optional
+        Seconds one more input vector takes at a setting already applied. Default: the
+        class's declared value, as for ``settle_time``.
 
     Attributes
     ----------
     n_queries : int
         Input vectors asked of the device so far (one per row of ``x`` per parameter setting),
         the calls that failed included.
+    n_settings : int
+        Parameter settings applied so far: one per setting of a request, however many input
+        vectors it carries, the calls that failed included. On a thermo-optic chip a setting
+        costs microseconds to milliseconds of settling and a vector nanoseconds, so this,
+        not ``n_queries``, is what chip time mostly pays for.
     n_calls : int
         Device invocations so far, failed ones included: one per call of ``_query``. Each is
         counted when it is made, so a request that fails midway counts the calls it made.
@@ -147,13 +175,16 @@ class BlackBox(nn.Module, abc.ABC):
     [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]]
     >>> box(torch.ones(2, 3), torch.ones(4, 3)).shape  # four parameter settings in one request
     torch.Size([4, 2, 3])
-    >>> box.n_queries, box.n_calls
-    (10, 2)
+    >>> box.n_queries, box.n_settings, box.n_calls
+    (10, 5, 2)
     >>> box.settings_per_call = 1  # as if its driver took one setting at a time
     >>> box(torch.ones(2, 3), torch.ones(4, 3)).shape
     torch.Size([4, 2, 3])
-    >>> box.n_queries, box.n_calls  # the same 8 inputs, in four calls
-    (18, 6)
+    >>> box.n_queries, box.n_settings, box.n_calls  # the same 8 inputs, in four calls
+    (18, 9, 6)
+    >>> box.settle_time, box.vector_time = 1e-3, 1e-6  # a cost model: 1 ms a setting
+    >>> round(box.device_seconds, 6)  # 9 settings and 18 vectors
+    0.009018
     """
 
     linear = True
@@ -164,8 +195,11 @@ class BlackBox(nn.Module, abc.ABC):
     parameter_noise = 0.0
     output_noise = 0.0
     max_smoothing = None
+    settle_time = None
+    vector_time = None
 
-    def __init__(self, in_features, out_features, n_params, *, name=None):
+    def __init__(self, in_features, out_features, n_params, *, name=None, settle_time=None,
+                 vector_time=None):
         super().__init__()
         for arg, value in (("in_features", in_features), ("out_features", out_features),
                            ("n_params", n_params)):
@@ -175,8 +209,24 @@ class BlackBox(nn.Module, abc.ABC):
         self.out_features = out_features
         self.n_params = n_params
         self.name = name or type(self).__name__
+        # None keeps the class's declared cost model (a simulated chip's nominal one).
+        if settle_time is not None:
+            self.settle_time = _check_seconds("settle_time", settle_time)
+        if vector_time is not None:
+            self.vector_time = _check_seconds("vector_time", vector_time)
         self.n_queries = 0
+        self.n_settings = 0
         self.n_calls = 0
+
+    @property
+    def device_seconds(self):
+        """Modelled device time of the requests so far: ``n_settings * settle_time +
+        n_queries * vector_time`` (an undeclared one counts 0); None when neither is declared.
+        """
+        if self.settle_time is None and self.vector_time is None:
+            return None
+        return (self.n_settings * (self.settle_time or 0.0)
+                + self.n_queries * (self.vector_time or 0.0))
 
     @abc.abstractmethod
     def initial_params(self, generator=None):
@@ -270,8 +320,9 @@ class BlackBox(nn.Module, abc.ABC):
                              f"state {state!r}")
 
     def reset_counters(self):
-        """Set ``n_queries`` and ``n_calls`` back to zero."""
+        """Set ``n_queries``, ``n_settings`` and ``n_calls`` back to zero."""
         self.n_queries = 0
+        self.n_settings = 0
         self.n_calls = 0
 
     def forward(self, x, params):
@@ -311,6 +362,7 @@ class BlackBox(nn.Module, abc.ABC):
         for start in range(0, n_settings, size):
             x_part, params_part = x[start:start + size], params[start:start + size]
             self.n_queries += len(params_part) * batch
+            self.n_settings += len(params_part)
             self.n_calls += 1
             try:
                 y = self._query(x_part, params_part)

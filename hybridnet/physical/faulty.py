@@ -203,6 +203,16 @@ class FaultyBlackBox(BlackBox):
         return self.device.settings_per_call
 
     @property
+    def settle_time(self):
+        """The wrapped device's."""
+        return self.device.settle_time
+
+    @property
+    def vector_time(self):
+        """The wrapped device's."""
+        return self.device.vector_time
+
+    @property
     def cancellable(self):
         """True when delays are injected (they can be cancelled) or the wrapped device is."""
         return self.delay_rate > 0 or self.device.cancellable

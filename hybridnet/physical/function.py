@@ -46,6 +46,10 @@ class FunctionBlackBox(BlackBox):
         layer waits for the call to end and then discards its late answer.
     name : str, optional
         Name used in error messages; defaults to the function's name.
+    settle_time, vector_time : float, optional
+        Your device's chip-time model: seconds to apply one parameter setting, and per input
+        vector at a setting; the estimators then report ``device_seconds_`` (see
+        :class:`BlackBox`). None: not modelled.
 
     Examples
     --------
@@ -59,7 +63,8 @@ class FunctionBlackBox(BlackBox):
     """
 
     def __init__(self, fn, in_features, out_features, init_params, *, backend="torch",
-                 batched=False, linear=None, cancel=None, name=None):
+                 batched=False, linear=None, cancel=None, name=None, settle_time=None,
+                 vector_time=None):
         if not callable(fn):
             raise TypeError(f"fn must be callable, got {type(fn).__name__}")
         if cancel is not None and not callable(cancel):
@@ -75,7 +80,8 @@ class FunctionBlackBox(BlackBox):
         if init.numel() == 0 or not bool(torch.isfinite(init).all()):
             raise ValueError("init_params must be a non-empty vector of finite numbers")
         super().__init__(in_features, out_features, init.numel(),
-                         name=name or getattr(fn, "__name__", type(fn).__name__))
+                         name=name or getattr(fn, "__name__", type(fn).__name__),
+                         settle_time=settle_time, vector_time=vector_time)
         self.fn = fn
         self.backend = backend
         self.batched = bool(batched)

@@ -62,6 +62,14 @@ class PhotonicDevice(BlackBox):
         derived from it); None draws one from torch's global RNG.
     name : str, optional
         Name used in error messages.
+    settle_time, vector_time : float, optional
+        The chip-time model (see :class:`BlackBox`); default: the class's nominal values.
+
+    The nominal chip-time model of the simulated chips, for planning (orders of magnitude, not
+    a particular chip's data sheet): thermo-optic phase shifters (MZI meshes, U Sigma V,
+    microring banks) settle in about ``settle_time = 1e-4`` s and take one more vector in
+    ``vector_time = 1e-9`` s (GHz modulators and detectors); a liquid-crystal SLM settles in
+    about 1e-2 s and takes a vector per camera frame, 1e-3 s.
 
     Examples
     --------
@@ -88,9 +96,15 @@ class PhotonicDevice(BlackBox):
     [[0, 1], [1, 2]]
     """
 
+    # Nominal thermo-optic chip time (the docstring's model); a subclass declares its own.
+    settle_time = 1e-4
+    vector_time = 1e-9
+
     def __init__(self, in_features, out_features, n_params, *, phase_bits=None, phase_noise=0.0,
-                 crosstalk=0.0, detector_noise=0.0, fabrication_error=0.0, seed=None, name=None):
-        super().__init__(in_features, out_features, n_params, name=name)
+                 crosstalk=0.0, detector_noise=0.0, fabrication_error=0.0, seed=None, name=None,
+                 settle_time=None, vector_time=None):
+        super().__init__(in_features, out_features, n_params, name=name,
+                         settle_time=settle_time, vector_time=vector_time)
         if phase_bits is not None and (isinstance(phase_bits, bool)
                                        or not isinstance(phase_bits, int) or phase_bits < 1):
             raise ValueError(f"phase_bits must be a positive int or None, got {phase_bits!r}")

@@ -34,6 +34,10 @@ class SLM(PhotonicDevice):
     # Each phase sets one weight, cos(W): the RGE estimate holds up to about 0.4 rad
     # (benchmarks/zo_smoothing.py).
     max_smoothing = 0.4
+    # Nominal chip time: a liquid-crystal frame settles in ~10 ms, a vector takes a camera
+    # frame (PhotonicDevice's docstring).
+    settle_time = 1e-2
+    vector_time = 1e-3
 
     def __init__(self, in_features, out_features, **options):
         super().__init__(in_features, out_features, in_features * out_features, **options)
