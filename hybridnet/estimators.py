@@ -431,8 +431,7 @@ class _BaseHybridNet(BaseEstimator):
                 else float(self.device_timeout)
 
     def _usage(self):
-        """What the network's devices served so far (a :class:`~hybridnet.training.
-DeviceUsage`)."""
+        """What the network's devices served so far (a ``DeviceUsage``)."""
         return device_usage(self.module_)
 
     def _training_usage(self):
@@ -923,6 +922,17 @@ default="surrogate"
         A network of your own (it may contain :class:`~hybridnet.BlackBoxLayer` modules) used
         in place of the built-in MLP; it must map (n_samples, n_features) to (n_samples, n_outputs).
         It is copied, never modified.
+    checkpoint : str or path-like, optional
+        Where ``fit`` saves the model (:func:`hybridnet.save`) every ``checkpoint_every``
+        epochs and when it ends, atomically (written beside the file, then renamed over it).
+        A ``fit`` started again with the same path, hyperparameters and data resumes from the
+        last checkpoint as if uninterrupted (learning-rate schedule, optimizer moments, random
+        streams, early-stopping state and counters); the checkpoint of a finished fit returns
+        that model without training; one written with other hyperparameters or data is
+        refused, naming what differs. Not with ``training="calibrated_twin"``; ``partial_fit``
+        writes none. None: no checkpoints.
+    checkpoint_every : int, default=1
+        Epochs between two checkpoints.
 """
 
 _ATTRIBUTES_DOC = """
