@@ -81,6 +81,9 @@ ARCHITECTURE_PARAMETERS = (
     "surrogate_rebuild_every", "surrogate_update", "zo_estimator", "zo_samples", "zo_smoothing",
     "zo_batch_rank", "zo_update", "tt_rank", "module", "twin")
 
+# Hyperparameters a checkpoint may be resumed with changed: where it is written, how often,
+# and the progress bar.
+RESUMABLE_CHANGES = ("checkpoint", "checkpoint_every", "verbose")
 # A fit whose device queries per training step exceed this multiple of what the default
 # zeroth-order settings would spend on the same network warns once, naming the settings.
 QUERY_COST_WARNING_FACTOR = 100
@@ -572,7 +575,7 @@ class _BaseHybridNet(BaseEstimator):
         """Load ``checkpoint`` into the estimator when the file exists; return its state.
 
         The file must hold a checkpoint of this estimator class, written with the same
-        hyperparameters (``checkpoint`` and ``verbose`` aside) on the same training data;
+        hyperparameters (``RESUMABLE_CHANGES`` aside) on the same training data;
         otherwise the fit is refused, naming what differs.
         """
         from .persistence import load
@@ -592,7 +595,7 @@ class _BaseHybridNet(BaseEstimator):
                              f"{'' if state is None else ' checkpoint'}); remove it or choose "
                              "another path")
         changed = sorted(name for name, value in saved.get_params(deep=False).items()
-                         if name not in ("checkpoint", "verbose")
+                         if name not in RESUMABLE_CHANGES
                          and not _same_setting(_normalized(value), _normalized(params[name])))
         if changed:
             shown = ", ".join(f"{name}={getattr(saved, name)!r} (now {params[name]!r})"

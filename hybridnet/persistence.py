@@ -129,6 +129,17 @@ _SEEDS = ("a list of 4 integers in [0, 2**64)",
           and all(_is_count(s) and s < 2**64 for s in v))
 
 
+def _is_stopper_state(value):
+    """An early-stopping state as checkpoints store it (``EarlyStopping.state`` as data)."""
+    return (isinstance(value, dict)
+            and value.keys() == {"best_value", "best_epoch", "stale", "best_weights"}
+            and (value["best_value"] is None or _is_real(value["best_value"]))
+            and _is_count(value["best_epoch"]) and _is_count(value["stale"])
+            and isinstance(value["best_weights"], dict)
+            and all(isinstance(w, np.ndarray) and w.dtype.kind in "biuf"
+                    for w in value["best_weights"].values()))
+
+
 def _is_checkpoint_state(value):
     """What ``fit(checkpoint=...)`` stores beside the model to resume it (see
     ``_BaseHybridNet._run``)."""
@@ -139,15 +150,32 @@ def _is_checkpoint_state(value):
     stopper, usage = value["stopper"], value["call_start_usage"]
     return (isinstance(value["fingerprint"], str) and _is_count(value["epochs"])
             and _is_count(value["scheduler_steps"]) and isinstance(value["complete"], bool)
-            and isinstance(stopper, dict)
-            and stopper.keys() == {"best_value", "best_epoch", "stale", "best_weights"}
-            and (stopper["best_value"] is None or _is_real(stopper["best_value"]))
-            and _is_count(stopper["best_epoch"]) and _is_count(stopper["stale"])
-            and isinstance(stopper["best_weights"], dict)
-            and all(isinstance(w, np.ndarray) and w.dtype.kind in "biuf"
-                    for w in stopper["best_weights"].values())
+            and _is_stopper_state(stopper)
             and isinstance(usage, list) and len(usage) == 3 and _is_count(usage[0])
             and _is_count(usage[1]) and (usage[2] is None or _is_real(usage[2])))
+
+
+def _is_pinn_checkpoint_state(value):
+    """What ``PINNSolver.fit(checkpoint=...)`` stores beside the solver to resume it (see
+    ``PINNSolver._write_checkpoint``)."""
+    keys = {"fingerprint", "descriptions", "scheduler_steps", "stopper", "window", "points",
+            "steps_complete", "lbfgs_rounds", "complete"}
+    if not (isinstance(value, dict) and value.keys() == keys):
+        return False
+    stopper, points, descriptions = value["stopper"], value["points"], value["descriptions"]
+    return (isinstance(value["fingerprint"], str) and isinstance(descriptions, dict)
+            and all(isinstance(text, str) for text in descriptions.values())
+            and _is_count(value["scheduler_steps"]) and _REALS[1](value["window"])
+            and isinstance(value["steps_complete"], bool) and _is_count(value["lbfgs_rounds"])
+            and isinstance(value["complete"], bool)
+            and _is_stopper_state(stopper)
+            and (points is None or isinstance(points, dict)
+                 and points.keys() == {"candidates", "probabilities"}
+                 and _is_array(points["candidates"], "f", ndim=2)
+                 and bool(np.isfinite(points["candidates"]).all())
+                 and _FLOATS[1](points["probabilities"])
+                 and bool((points["probabilities"] >= 0).all())
+                 and bool(points["probabilities"].sum() > 0)))
 
 
 def _optional(check):
@@ -186,7 +214,11 @@ _FITTED_BY_CLASS = {
                    "parameters_": ("a dict of names to real numbers",
                                    lambda v: isinstance(v, dict) and all(map(_is_real,
                                                                              v.values()))),
-                   "n_lbfgs_iter_": _COUNT},
+                   "n_lbfgs_iter_": _COUNT,
+                   "_checkpoint_state": ("a checkpoint's state (fingerprint, descriptions, "
+                                         "scheduler steps, early-stopping state, window of "
+                                         "losses, adaptive points, progress, completeness)",
+                                         _is_pinn_checkpoint_state)},
 }
 _FITTED_HYBRID = {
     "best_loss_": _optional(_REAL), "validation_scores_": _optional(_REALS),
@@ -488,7 +520,17 @@ class _Writer:
         tensors = {"module": {key: value.detach().cpu() for key, value in
                               network.state_dict().items()},
                    "generators": generators}
-        if name != "PINNSolver":
+        if name == "PINNSolver":
+            if "_checkpoint_state" in vars(estimator):
+                plan = estimator._checkpoint_plan
+                tensors["optimizer"] = _to_cpu(plan.optimizer.state_dict())
+                fitted["optimizer_attributes"] = _simple_attributes(plan.optimizer)
+                if isinstance(getattr(plan.optimizer, "generator", None), torch.Generator):
+                    tensors["optimizer_generator"] = plan.optimizer.generator.get_state()
+                tensors["points_generator"] = plan.generator.get_state()
+                if plan.switch is not None:
+                    fitted["switch"] = _simple_attributes(plan.switch)
+        else:
             optimizer = estimator._optimizer
             tensors["optimizer"] = _to_cpu(optimizer.state_dict())
             fitted["optimizer_attributes"] = _simple_attributes(optimizer)
@@ -554,7 +596,9 @@ def save(estimator, path):
     config = {"format": FORMAT, "version": VERSION, "sklearn_version": sklearn.__version__,
               "estimator": root}
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr("config.json", json.dumps(config, indent=1),
+        # Compact: json's C encoder serves only dumps without indent, and checkpoints write
+        # the config (with the whole history) over and over.
+        archive.writestr("config.json", json.dumps(config, separators=(",", ":")),
                          compress_type=zipfile.ZIP_DEFLATED)
         # uncompressed: a data member then cannot inflate beyond the file's own size on load
         for name, data in writer.members.items():
@@ -820,6 +864,8 @@ class _Loader:
         _restore_network(network, fitted, tensors, where)
         if cls is not PINNSolver:
             _restore_training(estimator, fitted, tensors, where)
+        elif "_checkpoint_state" in attributes:
+            _restore_solver_training(estimator._checkpoint_plan, fitted, tensors, where)
         vars(estimator).update(attributes)
         estimator.history_ = History(attributes["history_"])
         return estimator
@@ -827,8 +873,10 @@ class _Loader:
     def _fitted(self, name, fitted, where, depth):
         """The fitted attributes of a hybridnet estimator, each checked against the schema."""
         schema = _fitted_schema(name)
+        # a PINNSolver keeps its optimizer only in a checkpoint
         structure = {"history_", "module_attributes"} | (
-            set() if name == "PINNSolver" else {"optimizer_attributes"})
+            set() if name == "PINNSolver" and "_checkpoint_state" not in fitted
+            else {"optimizer_attributes"})
         unknown = sorted(set(fitted) - set(schema) - structure - {"switch"})
         missing = sorted((_REQUIRED[name] | structure) - set(fitted))
         if unknown or missing:
@@ -878,6 +926,12 @@ def _rebuild_solver(estimator):
     estimator.module_ = loss.network
     if isinstance(getattr(estimator, "loss_weights_", None), np.ndarray):
         estimator.loss_weights_ = estimator.loss_weights_.astype(np.float64)
+    if hasattr(estimator, "_checkpoint_state"):
+        # A checkpoint: the fit's optimizer, schedule, switch and points generator as at its
+        # first step, for _restore_solver_training to put back where they were.
+        plan.loss, plan.generator = loss, torch.Generator()
+        plan.optimizer, plan.schedule, plan.switch = estimator._optimization(plan)
+        estimator._checkpoint_plan = plan
     return loss
 
 
@@ -929,7 +983,13 @@ def _load_tensors(data):
 def _tensor_keys(estimator):
     """What :meth:`_Writer._fitted` puts in the tensors member of this estimator."""
     if isinstance(estimator, PINNSolver):
-        return {"module", "generators"}
+        if not hasattr(estimator, "_checkpoint_state"):
+            return {"module", "generators"}
+        keys = {"module", "generators", "optimizer", "points_generator"}
+        if isinstance(getattr(estimator._checkpoint_plan.optimizer, "generator", None),
+                      torch.Generator):
+            keys.add("optimizer_generator")
+        return keys
     keys = {"module", "generators", "optimizer", "batch_generator"}
     if isinstance(getattr(estimator._optimizer, "generator", None), torch.Generator):
         keys.add("optimizer_generator")
@@ -1011,6 +1071,25 @@ def _restore_training(estimator, fitted, tensors, where):
                        f"hyperparameters {'do not ' if 'switch' in fitted else ''}use it")
     if estimator._switch is not None:
         _set_plain_attributes(estimator._switch, fitted["switch"], "switch")
+
+
+def _restore_solver_training(plan, fitted, tensors, where):
+    """The optimizer's state and attributes, the hybrid switch and the points generator of a
+    PINNSolver checkpoint, into ``plan`` (from :func:`_rebuild_solver`)."""
+    _check_optimizer_state(plan.optimizer, tensors["optimizer"], f"{where}: optimizer")
+    with _refusing(f"{where}: the optimizer's state does not fit the network"):
+        plan.optimizer.load_state_dict(tensors["optimizer"])
+    _set_plain_attributes(plan.optimizer, fitted["optimizer_attributes"], "optimizer_attributes")
+    if "optimizer_generator" in tensors:
+        _set_generator(plan.optimizer.generator, tensors["optimizer_generator"],
+                       f"{where}: optimizer_generator")
+    _set_generator(plan.generator, tensors["points_generator"], f"{where}: points_generator")
+    if ("switch" in fitted) != (plan.switch is not None):
+        raise _Invalid(f"{where}: the hybrid schedule's state is "
+                       f"{'there' if 'switch' in fitted else 'missing'}, but the "
+                       f"hyperparameters {'do not ' if 'switch' in fitted else ''}use it")
+    if plan.switch is not None:
+        _set_plain_attributes(plan.switch, fitted["switch"], "switch")
 
 
 def _check_optimizer_state(optimizer, saved, where):
@@ -1129,6 +1208,53 @@ def load(path, **objects):
             current_sklearn_version=sklearn.__version__,
             original_sklearn_version=saved_with), stacklevel=2)
     return estimator
+
+
+def _stored_settings(path):
+    """The class name, hyperparameters and checkpoint state of the estimator a model file
+    holds, read within the bounds of :func:`load` and without rebuilding anything: what
+    :class:`PINNSolver` compares with a fit before it loads that fit's checkpoint, whose network
+    another problem or module may not rebuild.
+
+    Returns
+    -------
+    name : str or None
+        The class of the file's root (a scikit-learn one by its qualified name), None when it
+        is not an estimator.
+    params : dict
+        The hyperparameters stored as data (not those passed back to :func:`load`, nor a
+        built-in problem).
+    state : dict or None
+        The JSON of the checkpoint state (``fit(checkpoint=...)``'s), else None.
+    """
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as error:
+        raise ModelFileError(f"cannot load {path}: it is not a zip archive written by "
+                             f"hybridnet.save ({error})") from None
+    with archive:
+        try:
+            reader = _Reader(archive)
+            config = json.loads(reader.read("config.json", MAX_CONFIG_BYTES, stored=False))
+            # version 1: a hybridnet estimator at the root of config.json itself
+            root = config.get("estimator", config) if isinstance(config, dict) else None
+            if not isinstance(root, dict):
+                return None, {}, None
+            name = root.get("__hybridnet__") or root.get("__sklearn__") or root.get("class")
+            params, fitted = root.get("params"), root.get("fitted")
+            loader = _Loader(reader, VERSION, {}, path)
+            stored = {key: loader.value(value, f"params.{key}", 1)
+                      for key, value in params.items()
+                      if not (isinstance(value, dict)
+                              and {"__pass_at_load__", "__problem__"} & value.keys())
+                      } if isinstance(params, dict) else {}
+        except _Invalid as error:
+            raise ModelFileError(f"cannot load {path}: {error}") from None
+        except (ValueError, RecursionError) as error:  # JSON, Unicode or nesting errors
+            raise ModelFileError(f"cannot load {path}: config.json is not valid JSON "
+                                 f"({error})") from None
+    state = fitted.get("_checkpoint_state") if isinstance(fitted, dict) else None
+    return (name if isinstance(name, str) else None), stored, state
 
 
 def _load_tree(reader, objects, path):
