@@ -49,15 +49,39 @@ def _device_of(module):
     return next((buffer.device for buffer in module.buffers()), torch.device("cpu"))
 
 
+STRATEGIES = ("auto", "probes", "random")
+
+
 def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max_iter=300,
-              seed=None, query=None):
-    """Fit ``twin``'s hidden state to ``n_queries`` queries of ``black_box``.
+              seed=None, query=None, strategy="auto"):
+    """Fit ``twin``'s hidden state to queries of ``black_box``.
 
     The device is queried once, at ``n_settings`` parameter settings (``params`` first when
-    given, the others drawn from ``twin.initial_params``) with ``n_queries // n_settings``
-    Gaussian inputs each. A copy of the twin, in float64, then fits the buffers its
-    ``calibration_buffers()`` names (phase offsets; MZI losses) to minimise the relative
-    squared error of its answers by L-BFGS, starting from the twin's values.
+    given, the others drawn from ``twin.initial_params``). A copy of the twin, in float64, then
+    fits the buffers its ``calibration_buffers()`` names (phase offsets; MZI losses) to minimise
+    the relative squared error of its answers by L-BFGS, starting from the twin's values.
+
+    Two designs of the queries (``strategy``):
+
+    - "random": ``n_queries // n_settings`` Gaussian inputs at each setting, and the fit above.
+    - "probes": the queries and a staged start that the twin designs for itself, through
+      its ``calibration_probes(settings, generator)`` method (see
+      :meth:`~hybridnet.physical.USVMesh.calibration_probes`): it returns the inputs and the
+      settings to query (built around the ``n_settings`` settings) and a function that turns
+      the answers into stages, ``(loss, max_iter, move)``: ``loss``, a function of the
+      buffers' values, is minimised by L-BFGS for up to ``max_iter`` iterations, then
+      ``move(values)``, when not None, gives the values to go on from (a step L-BFGS cannot
+      take, such as folding an MZI's phase back by pi). The fit above then follows on all the
+      answers.
+
+    A :class:`~hybridnet.physical.USVMesh`, two meshes in series, needs the probes at large
+    offsets. With random queries the fit stalls in a local minimum: on a 64 x 64 chip with
+    0.3 rad offsets, 0.2 dB +- 0.05 dB losses and 1 % detector noise (chip seeds 0, 1, 2), 0.47,
+    0.39 and 0.45 relative error on the calibration queries, 1.28, 1.29 and 1.28 at fresh
+    settings, and more queries or iterations did not help (doc/mismatch.md). Its probes read
+    each mesh apart, and each alone fits: 0.025, 0.017 and 0.020 on the calibration queries,
+    0.060, 0.033 and 0.043 at fresh settings, from 2,048 queries in 4-5 minutes on one core
+    (``benchmarks/usv_calibration.py``).
 
     The buffers its ``nonnegative_buffers()`` names (MZI losses in dB: an MZI cannot amplify)
     are fitted as squares ``r^2``, so they stay at or above 0 and one the data would push below
@@ -75,8 +99,10 @@ def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max
     twin : BlackBox
         Its simulator, usually ``black_box.nominal_twin()``; left unchanged.
     n_queries : int, optional
-        Input vectors to spend on the device; default ``n_settings * in_features`` (as many as
-        reading the whole matrix at every setting). At least ``n_settings``.
+        Input vectors to spend on the device with random queries; default ``n_settings *
+        in_features`` (as many as reading the whole matrix at every setting). At least
+        ``n_settings``. The probes set their own count (a USVMesh's: ``4 * n_settings *
+        in_features``), so they are used only when it is None.
     n_settings : int, default=8
         Parameter settings to measure at: several settings tell the offsets apart from the
         commanded phases. On a 64 x 64 MZI mesh with 0.3 rad offsets the calibrated twin's
@@ -86,28 +112,30 @@ def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max
         A setting to include (the network's current device parameters): the twin is then
         exact where training starts.
     max_iter : int, default=300
-        L-BFGS iterations of the fit.
+        L-BFGS iterations of the fit of all the answers (the probes' stages set their own).
     seed : int, optional
         Seed of the settings and inputs.
     query : callable, optional
         ``query(x, params)``, how to call the device; default ``black_box`` itself
         (:class:`~hybridnet.BlackBoxLayer` passes its retrying ``query_device``).
+    strategy : {"auto", "probes", "random"}, default="auto"
+        "auto" uses the twin's probes when it has them (and offers them for its shape) and
+        ``n_queries`` is None, random queries otherwise.
 
     Returns
     -------
     BlackBox
         The calibrated twin, with attributes ``calibration_queries`` (device queries spent),
-        ``calibration_error_before`` and ``calibration_error`` (relative RMS error of the
-        twin's answers on the calibration queries before and after the fit).
+        ``calibration_strategy`` ("probes" or "random"), ``calibration_error_before`` and
+        ``calibration_error`` (relative RMS error of the twin's answers on the calibration
+        queries before and after the fit).
 
     Warns
     -----
     UserWarning
         When ``calibration_error`` stays above 0.1: the fit is stuck in a local minimum
-        (simulated chips reach 0.01-0.06 under 1 % detector noise). Seen on a 64 x 64
-        :class:`~hybridnet.physical.USVMesh` with 0.3 rad offsets (0.45; 0.36 after 1,000
-        iterations), whose two meshes in series make the fit harder than one mesh's; at
-        0.2 rad it calibrates to 0.017.
+        (simulated chips reach 0.01-0.06 under 1 % detector noise), as a 64 x 64
+        :class:`~hybridnet.physical.USVMesh` with 0.3 rad offsets is with random queries.
 
     Examples
     --------
@@ -122,10 +150,11 @@ def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max
     for name, value, minimum in (("n_settings", n_settings, 1), ("max_iter", max_iter, 1)):
         if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
             raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    if n_queries is None:
-        n_queries = n_settings * black_box.in_features
-    if (isinstance(n_queries, bool) or not isinstance(n_queries, numbers.Integral)
-            or n_queries < n_settings):
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if n_queries is not None and (isinstance(n_queries, bool)
+                                  or not isinstance(n_queries, numbers.Integral)
+                                  or n_queries < n_settings):
         raise ValueError(f"n_queries must be an int >= n_settings={n_settings}, got "
                          f"{n_queries!r}")
     setting_seed, input_seed = spawn_seeds(seed, 2)
@@ -138,17 +167,30 @@ def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max
                              f"{tuple(params.shape)}")
         settings[0] = params
     settings = torch.stack(settings).to(torch.float64)
-    batch = int(n_queries) // n_settings
-    inputs = randn((n_settings, batch, twin.in_features), make_generator(input_seed),
-                   dtype=torch.float64, device="cpu")
     chip_device, twin_device = _device_of(black_box), _device_of(twin)
+    fitted = copy.deepcopy(twin).double()
+    probes = None
+    if strategy != "random" and n_queries is None and callable(
+            getattr(fitted, "calibration_probes", None)):
+        probes = fitted.calibration_probes(settings.to(twin_device), make_generator(input_seed))
+    if strategy == "probes" and probes is None:
+        raise ValueError(f"strategy='probes' needs n_queries=None and a twin whose "
+                         f"calibration_probes() offers probes for its shape; {twin.name} "
+                         f"({twin.in_features} -> {twin.out_features}) does not")
+    if probes is None:
+        batch = (n_settings * black_box.in_features if n_queries is None
+                 else int(n_queries)) // n_settings
+        inputs = randn((n_settings, batch, twin.in_features), make_generator(input_seed),
+                       dtype=torch.float64, device="cpu")
+    else:
+        inputs, settings, make_stages = probes
     with torch.no_grad():
         answers = (black_box if query is None else query)(
             inputs.to(chip_device), settings.to(chip_device))
     answers = answers.to(twin_device, torch.float64)
     inputs, settings = inputs.to(twin_device), settings.to(twin_device)
+    stages = [] if probes is None else make_stages(answers)
 
-    fitted = copy.deepcopy(twin).double()
     names = list(fitted.calibration_buffers())
     nonnegative = set(getattr(fitted, "nonnegative_buffers", list)())
     buffers = dict(fitted.named_buffers())
@@ -172,16 +214,21 @@ def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max
 
     with torch.no_grad():
         before = float(relative_error({}).sqrt())  # the twin's own buffers
-    optimizer = torch.optim.LBFGS(list(variables.values()), max_iter=max_iter,
-                                  line_search_fn="strong_wolfe")
+    for loss, iterations, move in [*stages, (relative_error, max_iter, None)]:
+        optimizer = torch.optim.LBFGS(list(variables.values()), max_iter=iterations,
+                                      line_search_fn="strong_wolfe")
 
-    def closure():
-        optimizer.zero_grad()
-        loss = relative_error(values())
-        loss.backward()
-        return loss
+        def closure(loss=loss, optimizer=optimizer):
+            optimizer.zero_grad()
+            value = loss(values())
+            value.backward()
+            return value
 
-    optimizer.step(closure)
+        optimizer.step(closure)
+        if move is not None:
+            with torch.no_grad():
+                for name, value in move(values()).items():
+                    variables[name].copy_(value.sqrt() if name in nonnegative else value)
     with torch.no_grad():
         after = float(relative_error(values()).sqrt())
         for name, value in values().items():
@@ -193,7 +240,8 @@ def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max
                       "more settings (n_settings), or train in situ", UserWarning, stacklevel=2)
     calibrated = fitted.to(dict(twin.named_buffers())[names[0]].dtype)  # the twin's dtype
     calibrated.reset_counters()
-    calibrated.calibration_queries = n_settings * batch
+    calibrated.calibration_queries = inputs.shape[0] * inputs.shape[1]
+    calibrated.calibration_strategy = "random" if probes is None else "probes"
     calibrated.calibration_error_before = before
     calibrated.calibration_error = after
     return calibrated

@@ -1,5 +1,7 @@
 """``hybridnet.calibrate``, ``BlackBoxLayer.using`` and ``training="calibrated_twin"``."""
 
+import copy
+import math
 import warnings
 
 import numpy as np
@@ -112,11 +114,122 @@ def test_the_given_setting_is_measured_first():
     (lambda chip: calibrate(chip, chip.nominal_twin(), n_settings=0), ValueError, "n_settings"),
     (lambda chip: calibrate(chip, chip.nominal_twin(), params=torch.zeros(5)), ValueError,
      r"params must have shape \(12,\)"),
+    (lambda chip: calibrate(chip, chip.nominal_twin(), strategy="best"), ValueError,
+     "strategy must be one of"),
 ])
 def test_bad_calls_are_refused(call, error, match):
     chip = SLM(4, 3, fabrication_error=0.1, seed=0)
     with pytest.raises(error, match=match):
         call(chip)
+    assert chip.n_queries == 0
+
+
+def usv_chip(n_in, n_out, **options):
+    """A U Sigma V chip at 0.3 rad offsets with lossy MZIs, as the mismatch study's."""
+    return USVMesh(n_in, n_out, fabrication_error=0.3, insertion_loss=0.2,
+                   insertion_loss_std=0.05, **options)
+
+
+def noise_free(chip):
+    clean = copy.deepcopy(chip)
+    clean.detector_noise = 0.0
+    return clean
+
+
+@pytest.mark.parametrize(("n_in", "n_out"), [(8, 8), (7, 4), (4, 6)])
+def test_usv_probes_read_each_mesh_apart(n_in, n_out):
+    # Fitted at the chip's own hidden state, every stage's loss vanishes on noise-free answers
+    # (the decomposition found U's columns, V's rows and Sigma); at the nominal state it does
+    # not.
+    chip = usv_chip(n_in, n_out, seed=2)
+    twin = chip.nominal_twin().double()
+    settings = torch.stack([chip.initial_params(torch.Generator().manual_seed(s))
+                            for s in range(3)]).double()
+    inputs, probe_settings, stages = twin.calibration_probes(settings,
+                                                             torch.Generator().manual_seed(0))
+    assert inputs.shape == (12, n_in, n_in) and probe_settings.shape == (12, chip.n_params)
+    torch.testing.assert_close(probe_settings[:3], settings)  # the settings are read first
+    with torch.no_grad():
+        answers = noise_free(chip).double()(inputs, probe_settings)
+        truth = {name: chip.get_buffer(name).double() for name in chip.calibration_buffers()}
+        nominal = {name: twin.get_buffer(name) for name in twin.calibration_buffers()}
+        for loss, _, _ in stages(answers):
+            assert float(loss(truth)) < 1e-5 < 1e-2 < float(loss(nominal))
+
+
+def test_usv_probe_stages_fold_only_their_own_mesh():
+    twin = usv_chip(4, 4, seed=0).nominal_twin().double()
+    settings = torch.stack([twin.initial_params() for _ in range(2)]).double()
+    inputs, probe_settings, stages = twin.calibration_probes(settings)
+    with torch.no_grad():
+        answers = twin(inputs, probe_settings)
+    values = {name: twin.get_buffer(name).clone() for name in twin.calibration_buffers()}
+    offsets = torch.tensor([3.0, -2.0, 0.2], dtype=torch.float64).repeat(11)[:twin.n_params]
+    values["fabrication_offsets"] = offsets
+    folded = {tuple(move(values)["fabrication_offsets"].tolist())
+              for _, _, move in stages(answers) if move is not None}
+    # V's 12 phases, the 4 + 4 modulator phases (never folded), U's 12 phases
+    wrapped = offsets - math.pi * offsets.sign() * (offsets.abs() > math.pi / 2)
+    v_folded = torch.cat([wrapped[:12], offsets[12:]])
+    u_folded = torch.cat([offsets[:20], wrapped[20:]])
+    assert folded == {tuple(v_folded.tolist()), tuple(u_folded.tolist())}
+
+
+def test_usv_chip_at_large_offsets_calibrates_from_its_probes():
+    chip = usv_chip(8, 8, detector_noise=0.01, seed=1)
+    nominal = chip.nominal_twin()
+    twin = calibrate(chip, nominal, seed=0)
+    assert twin.calibration_strategy == "probes"
+    assert chip.n_queries == twin.calibration_queries == 4 * 8 * 8  # 8 settings, 4 reads
+    assert twin.calibration_error < 0.02 < 0.5 < twin.calibration_error_before
+    clean = noise_free(chip)
+    assert held_out_error(clean, twin) < 0.01 < 0.5 < held_out_error(clean, nominal)
+    # the fitted losses are the chip's, closer than the nominal 0.2 dB
+    for name in ("v_mesh.insertion_losses", "u_mesh.insertion_losses"):
+        fitted, true = twin.get_buffer(name), chip.get_buffer(name)
+        assert float((fitted - true).abs().mean()) < 0.5 * float((true - 0.2).abs().mean())
+
+
+def test_usv_probes_measure_the_given_setting_first():
+    chip = usv_chip(4, 4, seed=0)
+    params = chip.initial_params(torch.Generator().manual_seed(9))
+    nominal = chip.nominal_twin()
+    seen = []
+    original = chip._query
+
+    def recording(x, settings):
+        seen.append(settings.clone())
+        return original(x, settings)
+
+    chip._query = recording
+    twin = calibrate(chip, nominal, n_settings=2, params=params, seed=0, max_iter=5)
+    assert twin.calibration_strategy == "probes"
+    torch.testing.assert_close(seen[0][0], params.double())
+
+
+@pytest.mark.parametrize(("make", "options", "queries"), [
+    (lambda: usv_chip(5, 5, seed=0), {}, 8 * 5),  # odd: a channel of Sigma is hidden
+    (lambda: usv_chip(4, 4, seed=0), {"n_queries": 24}, 24),  # a budget of one's own
+    (lambda: usv_chip(4, 4, seed=0), {"strategy": "random"}, 8 * 4),
+])
+def test_usv_falls_back_to_random_queries(make, options, queries):
+    chip = make()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 24 queries may leave a stuck fit; not the point
+        twin = calibrate(chip, chip.nominal_twin(), seed=0, max_iter=5, **options)
+    assert twin.calibration_strategy == "random"
+    assert chip.n_queries == twin.calibration_queries == queries
+
+
+@pytest.mark.parametrize(("make", "options"), [
+    (lambda: usv_chip(5, 5, seed=0), {"strategy": "probes"}),
+    (lambda: usv_chip(4, 4, seed=0), {"strategy": "probes", "n_queries": 64}),
+    (lambda: MZIMesh(4, 4, seed=0), {"strategy": "probes"}),
+])
+def test_probes_are_refused_where_there_are_none(make, options):
+    chip = make()
+    with pytest.raises(ValueError, match="strategy='probes' needs n_queries=None"):
+        calibrate(chip, chip.nominal_twin(), seed=0, **options)
     assert chip.n_queries == 0
 
 

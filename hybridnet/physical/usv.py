@@ -1,5 +1,6 @@
 """A general matrix in MZIs: ``U Sigma V``, two Clements meshes around a row of attenuators."""
 
+import copy
 import math
 
 import torch
@@ -7,6 +8,18 @@ import torch
 from .._random import spawn_seeds
 from .mzi import MZIMesh
 from .photonic import PhotonicDevice, chain_neighbours
+
+# calibration_probes' stages. A mesh is fitted to its measured columns by L-BFGS for
+# MESH_STAGE_ITER iterations, in rounds of FOLD_EVERY that each end by folding its phase offsets
+# beyond pi/2 back by pi. A phase off by pi is the MZI with its outputs (theta) or inputs (phi)
+# swapped, which the MZIs around it partly absorb: the unfolded fit (64 x 64 chip, 0.3 rad
+# offsets, seed 1, U mesh) stalled at a misfit of 0.0025 after 1,000 iterations with a cluster of
+# MZIs around two such phases, where the chip's own offsets give 0.0012 (detector noise); folded,
+# it reached 0.0011 in 600, and both meshes of seeds 1 and 2 0.0010-0.0011. The modulators' fit
+# settles in about 40 iterations.
+MESH_STAGE_ITER = 600
+FOLD_EVERY = 100
+SIGMA_STAGE_ITER = 100
 
 
 class USVMesh(PhotonicDevice):
@@ -114,6 +127,116 @@ class USVMesh(PhotonicDevice):
         """The per-MZI losses of both meshes: an MZI cannot amplify."""
         return ["v_mesh.insertion_losses", "u_mesh.insertion_losses"]
 
+    def calibration_probes(self, settings, generator=None):
+        """Probes that measure U and V apart, and the staged fit they allow.
+
+        :func:`hybridnet.calibrate` uses them (``strategy="auto"``): fitting both meshes at
+        once to random queries stalls in local minima at 0.3 rad offsets on a 64 x 64 chip,
+        while each mesh alone fits. The output is linear in ``x``, so ``in_features``
+        orthogonal inputs read the real part of ``M = U Sigma V`` at a setting, and the same
+        setting with every modulator phase ``b`` raised by pi/2 reads ``Re(i M) = -Im M``
+        (the offset adds to the phase, so the shift is exact whatever it is). Each setting is
+        read so, then again with ``b_j`` raised by ``2 pi j / k``: ``M' = U Sigma D V`` with
+        ``D = diag(exp(2 pi i j / k))`` known. Column j of U (its first ``out_features`` rows)
+        is then the eigenvector of ``M' M^+`` with eigenvalue ``D_j``, and row j of V (its first
+        ``in_features`` columns) that of ``M'^T (M^T)^+`` (Jennrich's algorithm), each up to a
+        complex factor. The stages fit U's mesh to its columns and V's to its rows (phase
+        offsets and losses, each up to those factors, in float32: a start needs no more),
+        folding phase offsets beyond pi/2 back by pi every ``FOLD_EVERY`` iterations (a phase
+        off by pi is the MZI with two ports swapped, a local minimum the fit does not leave
+        alone), then the modulators' offsets with both meshes held.
+
+        Parameters
+        ----------
+        settings : torch.Tensor
+            (P, n_params) parameter settings to read the device at.
+        generator : torch.Generator, optional
+            Draws the orthogonal inputs.
+
+        Returns
+        -------
+        tuple or None
+            ``(inputs, probe_settings, stages)``: the inputs (4 P, in_features, in_features)
+            to send at the settings (4 P, n_params), and ``stages(answers)``, which turns the
+            device's answers into a list of ``(loss, max_iter, move)``: ``loss(values)``, a
+            function of the values of :meth:`calibration_buffers` (a dict), to minimise in
+            turn, and ``move(values)``, None or the values to go on from. None when
+            a channel of Sigma is hidden: an odd ``in_features`` or ``out_features``, rounded
+            up to even, can leave ``k`` above it.
+        """
+        k, n_in, n_out = self.n_modulators, self.in_features, self.out_features
+        if k > min(n_in, n_out):
+            return None
+        n_v = self.v_mesh.n_params
+        v_part, a_part, b_part = slice(0, n_v), slice(n_v, n_v + k), slice(n_v + k, n_v + 2 * k)
+        u_part = slice(n_v + 2 * k, None)
+        shifts = 2 * math.pi * torch.arange(k, dtype=settings.dtype, device=settings.device) / k
+        probe_settings = []
+        for shift in (0.0, math.pi / 2, shifts, shifts + math.pi / 2):
+            shifted = settings.clone()
+            shifted[:, b_part] += shift
+            probe_settings.append(shifted)
+        probe_settings = torch.cat(probe_settings)
+        basis = torch.linalg.qr(torch.randn(n_in, n_in, generator=generator,
+                                            dtype=settings.dtype))[0].to(settings.device)
+        inputs = (math.sqrt(n_in) * basis).expand(len(probe_settings), n_in, n_in).contiguous()
+        with torch.no_grad():  # the phases before the offsets: quantized, with crosstalk
+            design = self.applied_phases(probe_settings) - self.fabrication_offsets
+        design = design.float().unflatten(0, (4, -1))
+        v_mesh, u_mesh = copy.deepcopy(self.v_mesh).float(), copy.deepcopy(self.u_mesh).float()
+
+        def meshes(values):
+            offsets = values["fabrication_offsets"].float()
+            v_mesh.insertion_losses = values["v_mesh.insertion_losses"].float()
+            u_mesh.insertion_losses = values["u_mesh.insertion_losses"].float()
+            return (v_mesh.unitary(design[0, :, v_part] + offsets[v_part])[:, :k, :n_in],
+                    u_mesh.unitary(design[0, :, u_part] + offsets[u_part])[:, :n_out, :k])
+
+        def fold(part):
+            def move(values):
+                offsets = values["fabrication_offsets"].detach().clone()
+                mesh = offsets[part]  # a view: folded in place
+                mesh -= math.pi * mesh.sign() * (mesh.abs() > math.pi / 2)
+                return {**values, "fabrication_offsets": offsets}
+            return move
+
+        def stages(answers):
+            # Re M of every probe (out, in): the answers are x Re(M)^T for x = sqrt(n) basis.
+            reads = (basis.T @ answers.to(basis) / math.sqrt(n_in)).mT.unflatten(0, (4, -1))
+            matrix = torch.complex(reads[0], -reads[1]).to(torch.complex64)
+            shifted = torch.complex(reads[2], -reads[3]).to(torch.complex64)
+            pseudo_inverse = torch.linalg.pinv(matrix)
+            eigenvalues = torch.polar(torch.ones_like(shifts), shifts).to(torch.complex64)
+            u_columns = _eigenvectors(shifted @ pseudo_inverse, eigenvalues)
+            v_rows = _eigenvectors(shifted.mT @ pseudo_inverse.mT, eigenvalues).mT
+
+            def u_loss(values):
+                return _span_misfit(meshes(values)[1], u_columns).double()
+
+            def v_loss(values):
+                return _span_misfit(meshes(values)[0].mT, v_rows.mT).double()
+
+            def sigma_loss(values):
+                with torch.no_grad():  # the meshes stay where their stages left them
+                    v, u = meshes(values)
+                offsets = values["fabrication_offsets"].float()
+                transmission = torch.sin((design[0::2, :, a_part] + offsets[a_part]) / 2)
+                phase = design[0::2, :, b_part] + offsets[b_part]
+                sigma = torch.complex(transmission * torch.cos(phase),
+                                      transmission * torch.sin(phase))
+                predicted = (u * sigma.unsqueeze(-2)) @ v
+                measured = torch.stack([matrix, shifted])
+                return ((predicted - measured).abs().square().sum()
+                        / measured.abs().square().sum()).double()
+
+            rounds = MESH_STAGE_ITER // FOLD_EVERY
+            return [*[(u_loss, FOLD_EVERY, fold(u_part))] * (rounds - 1),
+                    (u_loss, FOLD_EVERY, None),
+                    *[(v_loss, FOLD_EVERY, fold(v_part))] * (rounds - 1),
+                    (v_loss, FOLD_EVERY, None), (sigma_loss, SIGMA_STAGE_ITER, None)]
+
+        return inputs, probe_settings, stages
+
     def _transfer(self, x, phases):
         v_phases, attenuation, modulation, u_phases = self._split(phases)
         k = self.n_modulators
@@ -126,3 +249,20 @@ class USVMesh(PhotonicDevice):
         field = field[..., :k] * sigma.unsqueeze(1)
         field = torch.nn.functional.pad(field, (0, self.u_mesh.n_modes - k))
         return self.u_mesh.propagate(field, u_phases)[:, :, :self.out_features].real
+
+
+def _eigenvectors(matrices, eigenvalues):
+    """Columns: for each eigenvalue ``e_j``, the unit vector that ``matrices - e_j I`` shrinks
+    most (its last right singular vector), a least-squares eigenvector under noise."""
+    eye = torch.eye(matrices.shape[-1], dtype=matrices.dtype, device=matrices.device)
+    shifted = matrices.unsqueeze(-3) - eigenvalues[:, None, None] * eye
+    return torch.linalg.svd(shifted).Vh[..., -1, :].conj().mT
+
+
+def _span_misfit(predicted, measured):
+    """Relative squared distance of each measured column from the line of its predicted one:
+    the columns are known up to a complex factor."""
+    overlap = (predicted.conj() * measured).sum(-2)
+    power = measured.abs().square().sum(-2)
+    residual = power - overlap.abs().square() / predicted.abs().square().sum(-2)
+    return residual.sum() / power.sum()
