@@ -116,8 +116,7 @@ def summary(rows):
 
 
 def markdown(table, commands):
-    lines = ["# Every way to train with a device: accuracy and chip time", "",
-             "Written by `benchmarks/chip_study.py` (its docstring states the set-up). Test "
+    lines = ["Written by `benchmarks/chip_study.py` (its docstring states the set-up). Test "
              "accuracy, mean ± std over the seeds listed; chip settings, vectors and modelled "
              "chip seconds of training (calibration included); wall seconds of the fit on a "
              "shared 2-core machine (one torch thread).", "",

@@ -1,5 +1,5 @@
 """Fabrication mismatch: nominal twin, calibrated twin, physics-aware or in situ
-============================================================================
+=============================================================================
 
 Train for a chip whose fabrication differs from its design, four ways, and count the chip
 time each spends.

@@ -520,8 +520,8 @@ class BlackBoxLayer(nn.Module):
         return self._served_device().n_queries
 
     def device_settings(self):
-        """Parameter settings applied so far to the layer's own device (see
-        :attr:`~hybridnet.physical.BlackBox.n_settings`)."""
+        """Parameter settings applied so far to the layer's own device (its ``n_settings``,
+        see :class:`~hybridnet.physical.BlackBox`)."""
         return self._served_device().n_settings
 
     def device_seconds(self):

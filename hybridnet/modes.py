@@ -1,11 +1,11 @@
 """Training modes: what each value of the estimators' ``training=`` does.
 
-The estimators (:mod:`hybridnet.estimators`) validate, build the network and drive the shared
+The estimators (``hybridnet.estimators``) validate, build the network and drive the shared
 loop (:func:`~hybridnet.training.train_epochs`). Everything that differs between the ways of
 training with a device lives in one small object per mode, chosen by ``training=``, as skorch's
 net delegates to its callbacks:
 
-- how the device layers are built (:attr:`TrainingMode.layer_training`);
+- how the device layers are built (``TrainingMode.layer_training``);
 - the optimizer, and the checks of the hyperparameters and of the network the mode needs;
 - the set-up before training (calibrating twins) and the phases of a fit;
 - what one training step does, the callbacks it adds, what it records, and the device
