@@ -5,7 +5,9 @@ the losses of its MZIs. :func:`calibrate` measures the device at a few parameter
 (system identification), fits the twin's hidden state (the buffers its
 ``calibration_buffers()`` names) to the answers by least squares through autograd, and returns
 the calibrated twin. Training on that twin then costs no device queries; a short in-situ
-fine-tune on the device can follow (``HybridNetClassifier(training="calibrated_twin")``).
+fine-tune on the device can follow (``HybridNetClassifier(training="calibrated_twin")``). A twin
+may design the queries and a staged start of the fit itself (``calibration_probes()``), as the
+U Sigma V mesh does: its two meshes in series do not fit from random queries at large offsets.
 """
 
 import copy
@@ -20,8 +22,8 @@ from .physical.base import BlackBox
 
 # Relative RMS error on the calibration queries above which the fit is reported as failed: the
 # simulated chips calibrate to 0.01-0.06 under 1 % detector noise, while a fit stuck in a local
-# minimum stays near 0.4 (a 64 x 64 USVMesh at 0.3 rad), where a network trained on the twin
-# scores at chance on the chip.
+# minimum stays near 0.5 (a 64 x 64 USVMesh at 0.3 rad from random queries), where a network
+# trained on the twin scores at chance on the chip.
 CALIBRATION_WARNING_ERROR = 0.1
 # A loss (dB) that cannot be negative is fitted as r^2, r starting at the square root of the
 # twin's value or of this floor, whichever is larger: r = 0 is a stationary point of r^2.
@@ -74,14 +76,15 @@ def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max
       take, such as folding an MZI's phase back by pi). The fit above then follows on all the
       answers.
 
-    A :class:`~hybridnet.physical.USVMesh`, two meshes in series, needs the probes at large
-    offsets. With random queries the fit stalls in a local minimum: on a 64 x 64 chip with
-    0.3 rad offsets, 0.2 dB +- 0.05 dB losses and 1 % detector noise (chip seeds 0, 1, 2), 0.47,
-    0.39 and 0.45 relative error on the calibration queries, 1.28, 1.29 and 1.28 at fresh
-    settings, and more queries or iterations did not help (doc/mismatch.md). Its probes read
-    each mesh apart, and each alone fits: 0.025, 0.017 and 0.020 on the calibration queries,
-    0.060, 0.033 and 0.043 at fresh settings, from 2,048 queries in 4-5 minutes on one core
-    (``benchmarks/usv_calibration.py``).
+    A :class:`~hybridnet.physical.USVMesh`, two meshes in series, needs its probes at large
+    offsets. On a 64 x 64 chip with 0.3 rad offsets, 0.2 dB +- 0.05 dB losses and 1 % detector
+    noise (chip seeds 0, 1, 2; ``benchmarks/usv_calibration.py``), random queries leave the fit
+    in a local minimum: relative error 0.47, 0.47 and 0.48 on the calibration queries and 1.31,
+    1.29 and 1.32 at fresh settings (the nominal twin: 1.44, 1.39 and 1.40) from 512 queries,
+    0.56, 0.56 and 0.57 and 1.24, 1.24 and 1.25 from 2,048. Its probes read each mesh apart,
+    and each alone fits: 0.0098, 0.0117 and 0.0098 on the calibration queries (the detector
+    noise is 0.01) and 0.0050, 0.0137 and 0.0047 at fresh settings, from 2,048 queries, in
+    5-6 minutes on one thread (45 s for the random queries).
 
     The buffers its ``nonnegative_buffers()`` names (MZI losses in dB: an MZI cannot amplify)
     are fitted as squares ``r^2``, so they stay at or above 0 and one the data would push below
@@ -134,7 +137,7 @@ def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max
     -----
     UserWarning
         When ``calibration_error`` stays above 0.1: the fit is stuck in a local minimum
-        (simulated chips reach 0.01-0.06 under 1 % detector noise), as a 64 x 64
+        (simulated chips reach 0.01-0.06 under 1 % detector noise), as that of a 64 x 64
         :class:`~hybridnet.physical.USVMesh` with 0.3 rad offsets is with random queries.
 
     Examples

@@ -864,8 +864,11 @@ default="surrogate"
         in the fit's), or the nominal design as built (no query; "calibrated_twin" with
         "nominal" is the nominal twin deployed on the chip).
     calibration_queries : int, optional
-        Device queries per device for the calibration of ``twin="calibrated"``; default
-        8 x the device's input width (the whole matrix at 8 parameter settings).
+        Device queries per device for the calibration of ``twin="calibrated"``. Default
+        (None): what :func:`hybridnet.calibrate` chooses, 8 x the device's input width (the
+        whole matrix at 8 parameter settings), or the twin's own probes where it has them (a
+        U Sigma V mesh: 32 x its input width, which it needs at large offsets). A number
+        forces random queries.
     fine_tune_iter : int, default=0
         Epochs of in-situ training after the twin phase of ``training="calibrated_twin"``.
     learning_rate : float, default=3e-3

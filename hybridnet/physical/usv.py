@@ -135,7 +135,9 @@ class USVMesh(PhotonicDevice):
         while each mesh alone fits. The output is linear in ``x``, so ``in_features``
         orthogonal inputs read the real part of ``M = U Sigma V`` at a setting, and the same
         setting with every modulator phase ``b`` raised by pi/2 reads ``Re(i M) = -Im M``
-        (the offset adds to the phase, so the shift is exact whatever it is). Each setting is
+        (the offset adds to the phase, so the shift is exact whatever it is; crosstalk, or a
+        DAC too coarse for the shifts, makes it, and so the start, approximate, while the
+        final fit uses the twin's whole model). Each setting is
         read so, then again with ``b_j`` raised by ``2 pi j / k``: ``M' = U Sigma D V`` with
         ``D = diag(exp(2 pi i j / k))`` known. Column j of U (its first ``out_features`` rows)
         is then the eigenvector of ``M' M^+`` with eigenvalue ``D_j``, and row j of V (its first
@@ -144,7 +146,11 @@ class USVMesh(PhotonicDevice):
         offsets and losses, each up to those factors, in float32: a start needs no more),
         folding phase offsets beyond pi/2 back by pi every ``FOLD_EVERY`` iterations (a phase
         off by pi is the MZI with two ports swapped, a local minimum the fit does not leave
-        alone), then the modulators' offsets with both meshes held.
+        alone), then the modulators' offsets with both meshes held. On the 64 x 64 chip of
+        ``benchmarks/usv_calibration.py`` (chip seeds 0, 1, 2) calibrate's error on the
+        calibration queries ended at 0.0098, 0.0117 and 0.0098 (0.0050, 0.0137 and 0.0047 at
+        fresh settings); without the folds at 0.0099, 0.054 and 0.036 (0.0054, 0.10 and
+        0.060).
 
         Parameters
         ----------
