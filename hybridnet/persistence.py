@@ -1131,6 +1131,17 @@ def _check_optimizer_state(optimizer, saved, where):
                 raise _Invalid(f"{where}: {key} of parameter {index} is {_describe(value)}")
 
 
+def _open_archive(path):
+    """The model file as a zip archive, or a ModelFileError saying it is not one."""
+    try:
+        return zipfile.ZipFile(path)
+    # what zipfile raises on a damaged central directory (NotImplementedError: an unknown
+    # "version needed"); a missing or unreadable file is an OSError, raised as it is
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as error:
+        raise ModelFileError(f"cannot load {path}: it is not a zip archive written by "
+                             f"hybridnet.save ({error})") from None
+
+
 def load(path, **objects):
     """Read an estimator written by :func:`save`; never executes code from the file.
 
@@ -1186,14 +1197,7 @@ def load(path, **objects):
     >>> bool((loaded.predict(X) == clf.predict(X)).all())
     True
     """
-    try:
-        archive = zipfile.ZipFile(path)
-    # what zipfile raises on a damaged central directory (NotImplementedError: an unknown
-    # "version needed"); a missing or unreadable file is an OSError, raised as it is
-    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as error:
-        raise ModelFileError(f"cannot load {path}: it is not a zip archive written by "
-                             f"hybridnet.save ({error})") from None
-    with archive:
+    with _open_archive(path) as archive:
         try:
             estimator, loader, saved_with = _load_tree(_Reader(archive), objects, path)
         except _Invalid as error:
@@ -1227,12 +1231,7 @@ def _stored_settings(path):
     state : dict or None
         The JSON of the checkpoint state (``fit(checkpoint=...)``'s), else None.
     """
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError) as error:
-        raise ModelFileError(f"cannot load {path}: it is not a zip archive written by "
-                             f"hybridnet.save ({error})") from None
-    with archive:
+    with _open_archive(path) as archive:
         try:
             reader = _Reader(archive)
             config = json.loads(reader.read("config.json", MAX_CONFIG_BYTES, stored=False))

@@ -87,10 +87,8 @@ def test_the_losses_of_a_lossless_design_are_fitted_too():
         chip.insertion_losses.abs().mean())
 
 
-def test_the_given_setting_is_measured_first():
-    chip = MRRBank(4, 3, fabrication_error=0.2, seed=2)
-    params = chip.initial_params(torch.Generator().manual_seed(9))
-    nominal = chip.nominal_twin()  # before the recording query below, which it would copy
+def record_settings(chip):
+    """The list that collects every parameter setting ``chip`` is queried with from now on."""
     seen = []
     original = chip._query
 
@@ -99,6 +97,14 @@ def test_the_given_setting_is_measured_first():
         return original(x, settings)
 
     chip._query = recording
+    return seen
+
+
+def test_the_given_setting_is_measured_first():
+    chip = MRRBank(4, 3, fabrication_error=0.2, seed=2)
+    params = chip.initial_params(torch.Generator().manual_seed(9))
+    nominal = chip.nominal_twin()  # before the recording query below, which it would copy
+    seen = record_settings(chip)
     calibrate(chip, nominal, n_queries=8, n_settings=2, params=params, seed=0)
     torch.testing.assert_close(seen[0][0], params.double())
 
@@ -196,14 +202,7 @@ def test_usv_probes_measure_the_given_setting_first():
     chip = usv_chip(4, 4, seed=0)
     params = chip.initial_params(torch.Generator().manual_seed(9))
     nominal = chip.nominal_twin()
-    seen = []
-    original = chip._query
-
-    def recording(x, settings):
-        seen.append(settings.clone())
-        return original(x, settings)
-
-    chip._query = recording
+    seen = record_settings(chip)
     twin = calibrate(chip, nominal, n_settings=2, params=params, seed=0, max_iter=5)
     assert twin.calibration_strategy == "probes"
     torch.testing.assert_close(seen[0][0], params.double())
