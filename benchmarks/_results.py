@@ -1,6 +1,8 @@
 """Result files shared by the benchmark scripts: each row records the command that made it,
 and a run replaces only its own rows, so runs of different parts can be made separately."""
 
+import contextlib
+import fcntl
 import json
 import pathlib
 import shlex
@@ -46,3 +48,78 @@ def write_results(name, command, rows, lines):
     (folder / f"{name}.json").write_text(json.dumps({"command": command, "rows": rows},
                                                     indent=1))
     (folder / f"{name}.md").write_text(f"Command: `{command}`\n\n" + "\n".join(lines) + "\n")
+
+
+class SideBySide:
+    """The rows of a side-by-side benchmark (PINNSolver against DeepXDE), one per problem and
+    side, in ``<folder>/<name>.json``, with ``<name>.md`` rewritten after every row.
+
+    Runs of different problems may go side by side: each write holds a file lock and merges
+    into the rows as they are on disk, and a skipped row never replaces a finished one.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+    name : str
+        Stem of the two files.
+    problems, sides : sequence of str
+        The order of the rows.
+    heading : str
+        The markdown above the table.
+    table : callable
+        ``table(rows) -> str``, the markdown of the rows.
+    """
+
+    def __init__(self, folder, name, problems, sides, heading, table):
+        self.folder, self.name = pathlib.Path(folder), name
+        self.problems, self.sides = list(problems), list(sides)
+        self.heading, self.table = heading, table
+
+    def _order(self, row):
+        def index(items, item):
+            return items.index(item) if item in items else len(items)
+
+        return index(self.problems, row["problem"]), index(self.sides, row["side"])
+
+    @contextlib.contextmanager
+    def _locked(self):
+        with open(self.folder / ".lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def rows(self):
+        """Every row on disk, skipped ones included."""
+        path = self.folder / f"{self.name}.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
+    def finished(self):
+        """The rows that ran, by (problem, side)."""
+        return {(r["problem"], r["side"]): r for r in self.rows() if not r.get("skipped")}
+
+    def record(self, row):
+        """Merge ``row`` into the results and rewrite the markdown."""
+        with self._locked():
+            if row.get("skipped") and (row["problem"], row["side"]) in self.finished():
+                return
+            rows = merge_rows(self.folder / f"{self.name}.json", [row],
+                              key=lambda r: (r["problem"], r["side"]), sort_key=self._order)
+            (self.folder / f"{self.name}.md").write_text(self.heading + self.table(rows) + "\n")
+
+
+def check_pinnsolver_trains(pde, test_x, n_components, fit_args=()):
+    """Fit a tiny PINNSolver on ``pde`` for 2 steps and check the shape of its predictions, so
+    a feature that the constructor accepts but the solver cannot train fails before a long
+    run (raises what went wrong)."""
+    import numpy as np
+
+    from hybridnet import PINNSolver
+
+    probe = PINNSolver(pde, hidden_layer_sizes=(8,), n_collocation=16, n_boundary=16,
+                       max_iter=2, random_state=0).fit(*fit_args)
+    shape = np.asarray(probe.predict(test_x[:4])).reshape(4, -1).shape
+    if shape != (4, n_components):
+        raise ValueError(f"predict gave {shape} values for 4 points and {n_components} "
+                         "components")

@@ -1,6 +1,6 @@
 """Every way to train with a device, head to head on one chip, with the chip time each spends.
 
-Issue 27's study. Per chip, fabrication error and seed, five methods train the same network
+Issue 27's study. Per chip, fabrication error and seed, up to seven methods train the same network
 (64-64 ReLU MLP whose middle linear map is the 64 x 64 chip; 30 epochs on digits, batch 64,
 the estimators' defaults otherwise), each through the public API:
 
@@ -12,6 +12,10 @@ the estimators' defaults otherwise), each through the public API:
   twin (``training="physics_aware", twin="nominal"``);
 - ``physics-aware (calibrated)``: the same through the calibrated twin (``training=
   "physics_aware"``, the default ``twin="calibrated"``);
+- ``physics-aware (recalibrated)``: the same, the twin refitted at every epoch's end to the
+  chip's answers of that epoch (``recalibrate_every=1``; no extra chip time), and
+  ``physics-aware (nominal, recalibrated)``, the same from the nominal twin (no calibration
+  query at all);
 - ``in situ``: surrogate + zeroth-order from queries only (``training="surrogate"``).
 
 Chips (``--chips``): MZI mesh, microring bank, SLM and U Sigma V (two MZI meshes), each with a
@@ -56,6 +60,9 @@ METHODS = {
     "calibrated twin": {"training": "calibrated_twin"},
     "physics-aware (nominal)": {"training": "physics_aware", "twin": "nominal"},
     "physics-aware (calibrated)": {"training": "physics_aware"},
+    "physics-aware (recalibrated)": {"training": "physics_aware", "recalibrate_every": 1},
+    "physics-aware (nominal, recalibrated)": {"training": "physics_aware", "twin": "nominal",
+                                              "recalibrate_every": 1},
     "in situ": {"training": "surrogate"},
 }
 LABELS = {"mzi": "MZI", "mrr": "MRR", "slm": "SLM", "usv": "USV"}
@@ -145,7 +152,7 @@ def plot(table, path):
 
     cells = sorted({tuple(r[k] for k in ("dataset", "chip", "error", "drift")) for r in table})
     fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.6), squeeze=False)
-    markers = dict(zip(METHODS, "os^vD", strict=True))
+    markers = dict(zip(METHODS, "os^vPXD", strict=True))
     for ax, cell in zip(axes[0], cells, strict=True):
         for r in table:
             if tuple(r[k] for k in ("dataset", "chip", "error", "drift")) != cell:

@@ -98,9 +98,6 @@ settings is skipped unless ``--force``, so an interrupted run resumes by repeati
 """
 
 import argparse
-import contextlib
-import fcntl
-import json
 import math
 import os
 import pathlib
@@ -110,7 +107,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from _results import command_line, merge_rows
+from _results import SideBySide, check_pinnsolver_trains, command_line
 
 os.environ.setdefault("DDE_BACKEND", "pytorch")
 
@@ -882,18 +879,10 @@ def run_hybridnet(case, pde, side, steps, lbfgs, seed):
 def hybridnet_ready(case):
     """The hybridnet PDE, or ``Skip`` saying what is missing.
 
-    Builds the problem and fits a tiny network for 2 steps, so a feature that the constructor
-    accepts but the solver cannot yet train is caught before a long run."""
-    from hybridnet import PINNSolver
-
+    Builds the problem and trains it 2 steps (``check_pinnsolver_trains``)."""
     try:
         pde = case.hybridnet()
-        probe = PINNSolver(pde, hidden_layer_sizes=(8,), n_collocation=16, n_boundary=16,
-                           max_iter=2, random_state=0).fit()
-        shape = np.asarray(probe.predict(case.test_x[:4])).reshape(4, -1).shape
-        if shape != (4, len(case.components)):
-            raise ValueError(f"predict gave {shape} values for 4 points and "
-                             f"{len(case.components)} components")
+        check_pinnsolver_trains(pde, case.test_x, len(case.components))
     except Exception as error:
         raise Skip(f"hybridnet cannot pose or train it ({type(error).__name__}: "
                    f"{error})") from None
@@ -901,28 +890,6 @@ def hybridnet_ready(case):
 
 
 # ----------------------------------------------------------------------------- results
-
-
-@contextlib.contextmanager
-def locked(folder):
-    """Serialise writes of the result files between runs going side by side."""
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _order(row):
-    problems = list(PROBLEMS)
-    return (problems.index(row["problem"]) if row["problem"] in problems else len(problems),
-            SIDES.index(row["side"]) if row["side"] in SIDES else len(SIDES))
-
-
-def load_rows(folder):
-    path = folder / "deepxde_examples.json"
-    return json.loads(path.read_text()) if path.exists() else []
 
 
 def table(rows):
@@ -995,23 +962,13 @@ def table(rows):
     return "\n".join(lines + verdicts)
 
 
-def record(folder, row):
-    """Merge ``row`` into the results (a skip never replaces a finished row)."""
-    with locked(folder):
-        if row.get("skipped") and any(
-                (r["problem"], r["side"]) == (row["problem"], row["side"])
-                and not r.get("skipped") for r in load_rows(folder)):
-            return
-        rows = merge_rows(folder / "deepxde_examples.json", [row],
-                          key=lambda r: (r["problem"], r["side"]), sort_key=_order)
-        (folder / "deepxde_examples.md").write_text(
-            "# DeepXDE's forward examples: PINNSolver against DeepXDE 1.15\n\n"
-            "Written by `benchmarks/deepxde_examples.py` (its docstring states both sides' "
-            "settings); each row keeps the command that made it. Relative L2 error against "
-            "the exact solution at the same test points for every side; seconds are training "
-            "only (Adam and L-BFGS), one torch thread, on a shared 2-core machine with other "
-            "jobs running: compare seconds only within a row set.\n\n"
-            + table(rows) + "\n")
+HEADING = (
+    "# DeepXDE's forward examples: PINNSolver against DeepXDE 1.15\n\n"
+    "Written by `benchmarks/deepxde_examples.py` (its docstring states both sides' "
+    "settings); each row keeps the command that made it. Relative L2 error against "
+    "the exact solution at the same test points for every side; seconds are training "
+    "only (Adam and L-BFGS), one torch thread, on a shared 2-core machine with other "
+    "jobs running: compare seconds only within a row set.\n\n")
 
 
 def main(argv=None):
@@ -1030,6 +987,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    results = SideBySide(out, "deepxde_examples", PROBLEMS, SIDES, HEADING, table)
     command = command_line("deepxde_examples.py", argv)
     print(f"{args.steps_scale:g} of the examples' steps; {args.threads} thread(s)", flush=True)
     for name in args.problems:
@@ -1043,9 +1001,9 @@ def main(argv=None):
                 print(f"[{name}] hybridnet sides skipped: {reason}", flush=True)
                 for side in args.sides:
                     if side.startswith("hybridnet"):
-                        record(out, {"problem": name, "side": side, "skipped": str(reason),
-                                     "command": command})
-        done = {(r["problem"], r["side"]): r for r in load_rows(out) if not r.get("skipped")}
+                        results.record({"problem": name, "side": side, "skipped": str(reason),
+                                        "command": command})
+        done = results.finished()
         for side in args.sides:
             if side.startswith("hybridnet") and pde is None:
                 continue
@@ -1073,7 +1031,7 @@ def main(argv=None):
                 f" + {extra['lbfgs_iterations']} L-BFGS" if lbfgs else "")
             figure(case, predicted, out / f"{name}_{side}.png",
                    f"{name}: {side}, {stages}, relative L2 {row['l2']:.2e}")
-            record(out, row)
+            results.record(row)
             print(f"[{name} / {side}] relative L2 {row['l2']:.3e} "
                   f"({', '.join(f'{k} {v:.2e}' for k, v in row['components'].items())}), "
                   f"{seconds:.0f} s", flush=True)

@@ -57,9 +57,6 @@ different problems may go side by side (``--threads 1`` each on a 2-core machine
 """
 
 import argparse
-import contextlib
-import fcntl
-import json
 import math
 import os
 import pathlib
@@ -69,7 +66,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from _results import command_line, merge_rows
+from _results import SideBySide, check_pinnsolver_trains, command_line
 
 os.environ.setdefault("DDE_BACKEND", "pytorch")
 
@@ -722,22 +719,15 @@ def run_hybridnet(case, pde, side, steps, seed, out):
 def hybridnet_ready(case):
     """The hybridnet PDE, or ``Skip`` saying which feature is missing.
 
-    Builds the problem and fits a tiny network for 2 steps, so a feature that the constructor
-    accepts but the solver cannot yet train is caught before a long run."""
-    from hybridnet import PINNSolver
+    Builds the problem and trains it 2 steps (``check_pinnsolver_trains``)."""
 
     try:
         pde = case.hybridnet()
     except TypeError as error:
         raise Skip(f"needs {case.needs or 'a feature hybridnet lacks'} ({error})") from None
     try:
-        probe = PINNSolver(pde, hidden_layer_sizes=(8,), n_collocation=16, n_boundary=16,
-                           max_iter=2, random_state=0)
-        probe.fit(*(case.fit_data() if case.fit_data else ()))
-        shape = np.asarray(probe.predict(case.test_x[:4])).reshape(4, -1).shape
-        if shape != (4, len(case.components)):
-            raise ValueError(f"predict gave {shape} values for 4 points and "
-                             f"{len(case.components)} components")
+        check_pinnsolver_trains(pde, case.test_x, len(case.components),
+                                case.fit_data() if case.fit_data else ())
     except Exception as error:
         raise Skip(f"hybridnet cannot train it yet ({type(error).__name__}: {error}); "
                    f"needs {case.needs or 'a feature hybridnet lacks'}") from None
@@ -745,28 +735,6 @@ def hybridnet_ready(case):
 
 
 # ----------------------------------------------------------------------------- results
-
-
-@contextlib.contextmanager
-def locked(folder):
-    """Serialise writes of the result files between runs going side by side."""
-    with open(folder / ".lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _order(row):
-    problems = list(PROBLEMS)
-    return (problems.index(row["problem"]) if row["problem"] in problems else len(problems),
-            SIDES.index(row["side"]) if row["side"] in SIDES else len(SIDES))
-
-
-def load_rows(folder):
-    path = folder / "pinnacle.json"
-    return json.loads(path.read_text()) if path.exists() else []
 
 
 def table(rows):
@@ -815,21 +783,11 @@ def table(rows):
     return "\n".join(lines + verdicts)
 
 
-def record(folder, row):
-    """Merge ``row`` into the results (a skip never replaces a finished row)."""
-    with locked(folder):
-        if row.get("skipped") and any(
-                (r["problem"], r["side"]) == (row["problem"], row["side"])
-                and not r.get("skipped") for r in load_rows(folder)):
-            return
-        rows = merge_rows(folder / "pinnacle.json", [row],
-                          key=lambda r: (r["problem"], r["side"]), sort_key=_order)
-        (folder / "pinnacle.md").write_text(
-            "# PINNacle problems: PINNSolver against PINNacle's vanilla PINN on DeepXDE\n\n"
-            "Written by `benchmarks/pinnacle.py` (its docstring states both sides' settings); "
-            "each row keeps the command that made it. L2RE is PINNacle's relative L2 error "
-            "over all components together; seconds are training only.\n\n"
-            + table(rows) + "\n")
+HEADING = (
+    "# PINNacle problems: PINNSolver against PINNacle's vanilla PINN on DeepXDE\n\n"
+    "Written by `benchmarks/pinnacle.py` (its docstring states both sides' settings); "
+    "each row keeps the command that made it. L2RE is PINNacle's relative L2 error "
+    "over all components together; seconds are training only.\n\n")
 
 
 def main(argv=None):
@@ -850,6 +808,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    results = SideBySide(out, "pinnacle", PROBLEMS, SIDES, HEADING, table)
     command = command_line("pinnacle.py", argv)
     steps = max(1, round(args.steps * args.steps_scale))
     print(f"reference data: {reference_folder()}; {steps} steps; {args.threads} thread(s)",
@@ -860,8 +819,8 @@ def main(argv=None):
         except Skip as reason:
             print(f"[{name}] skipped: {reason}", flush=True)
             for side in args.sides:
-                record(out, {"problem": name, "side": side, "skipped": str(reason),
-                             "command": command})
+                results.record({"problem": name, "side": side, "skipped": str(reason),
+                                "command": command})
             continue
         pde = None
         if any(side.startswith("hybridnet") for side in args.sides):
@@ -870,10 +829,10 @@ def main(argv=None):
             except Skip as reason:
                 print(f"[{name}] skipped: {reason}", flush=True)
                 for side in args.sides:
-                    record(out, {"problem": name, "side": side, "skipped": str(reason),
-                                 "command": command})
+                    results.record({"problem": name, "side": side, "skipped": str(reason),
+                                    "command": command})
                 continue
-        done = {(r["problem"], r["side"]): r for r in load_rows(out) if not r.get("skipped")}
+        done = results.finished()
         for side in args.sides:
             settings = settings_of(case, side, steps, args.seed)
             previous = done.get((name, side))
@@ -894,7 +853,7 @@ def main(argv=None):
                    "note": case.note, "command": command}
             figure(case, predicted, out / f"{name}_{side}.png",
                    f"{case.pinnacle}: {side}, {steps} steps, L2RE {row['l2re']:.3e}")
-            record(out, row)
+            results.record(row)
             print(f"[{name} / {side}] L2RE {row['l2re']:.3e} "
                   f"({', '.join(f'{k} {v:.3e}' for k, v in row['components'].items())}), "
                   f"{seconds:.0f} s", flush=True)

@@ -7,7 +7,7 @@ surrogate of :mod:`hybridnet.surrogate` and the estimators of :mod:`hybridnet.ze
 """
 
 from . import physical
-from .calibration import calibrate
+from .calibration import MeasurementLog, calibrate
 from .estimators import HybridNetClassifier, HybridNetRegressor
 from .layers import BlackBoxLayer, split_parameters
 from .persistence import ModelFileError, load, save
@@ -18,6 +18,6 @@ from .tt_linear import TTLinear
 __version__ = "0.1.0"
 __all__ = [
     "BlackBoxLayer", "HybridNetClassifier", "HybridNetRegressor", "LowRankSurrogate",
-    "ModelFileError", "PINNSolver", "TTLinear", "calibrate", "load", "physical", "save",
-    "split_parameters",
+    "MeasurementLog", "ModelFileError", "PINNSolver", "TTLinear", "calibrate", "load",
+    "physical", "save", "split_parameters",
 ]

@@ -54,8 +54,141 @@ def _device_of(module):
 STRATEGIES = ("auto", "probes", "random")
 
 
+class MeasurementLog:
+    """Device answers kept during training, for :func:`calibrate` to fit a twin from.
+
+    :meth:`hybridnet.BlackBoxLayer.recording` adds the forward measurement of every
+    physics-aware training step: the step's inputs, the device's parameter setting and its
+    answers. The log keeps at most ``n_settings`` of them, evenly spaced over the steps seen:
+    once full it drops every other record and keeps only every second step from then on, so
+    however long it records it holds settings spread over the whole period, at a memory cost
+    of ``n_settings`` batches. Recalibrating from it spends no device query
+    (``HybridNetClassifier(training="physics_aware", recalibrate_every=K)``).
+
+    Parameters
+    ----------
+    n_settings : int, default=8
+        Settings (training steps) to keep, at least 1.
+
+    Attributes
+    ----------
+    n_seen : int
+        Measurements offered so far.
+    stride : int
+        Steps between two kept records.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.calibration import MeasurementLog
+    >>> log = MeasurementLog(n_settings=4)
+    >>> for step in range(10):
+    ...     log.add(torch.randn(5, 3), torch.full((2,), float(step)), torch.randn(5, 3))
+    >>> len(log), log.stride, log.tensors()[1][:, 0].tolist()  # steps 0, 4 and 8
+    (3, 4, [0.0, 4.0, 8.0])
+    """
+
+    def __init__(self, n_settings=8):
+        if isinstance(n_settings, bool) or not isinstance(n_settings, numbers.Integral) \
+                or n_settings < 1:
+            raise ValueError(f"n_settings must be an int >= 1, got {n_settings!r}")
+        self.n_settings = int(n_settings)
+        self.clear()
+
+    def __len__(self):
+        return len(self.records)
+
+    def clear(self):
+        """Forget every record, as a new log."""
+        self.n_seen, self.stride, self.records = 0, 1, []
+
+    def add(self, x, params, answers):
+        """Offer one measurement: inputs (B, in), the setting (n_params,), answers (B, out).
+
+        Copies are kept: the parameters move in place after the step."""
+        if self.n_seen % self.stride == 0:
+            self.records.append(tuple(t.detach().clone() for t in (x, params, answers)))
+            if len(self.records) > self.n_settings:
+                self.records = self.records[::2]
+                self.stride *= 2
+        self.n_seen += 1
+
+    def tensors(self):
+        """The kept records as ``(inputs (S, B, in), settings (S, n_params), answers (S, B,
+        out))``, :func:`calibrate`'s ``measurements``; records of a smaller batch than the
+        largest (an epoch's last, partial batch) are left out."""
+        if not self.records:
+            raise ValueError("the MeasurementLog holds no measurement: record a training "
+                             "step first (BlackBoxLayer.recording)")
+        batch = max(x.shape[0] for x, _, _ in self.records)
+        kept = [record for record in self.records if record[0].shape[0] == batch]
+        return tuple(torch.stack(parts) for parts in zip(*kept, strict=True))
+
+
+def _measured(measurements, twin):
+    """``measurements`` (a :class:`MeasurementLog` or a tuple) as float64 tensors, checked."""
+    if isinstance(measurements, MeasurementLog):
+        measurements = measurements.tensors()
+    if not (isinstance(measurements, tuple | list) and len(measurements) == 3
+            and all(isinstance(t, torch.Tensor) for t in measurements)):
+        raise TypeError("measurements must be a MeasurementLog or a tuple of three tensors "
+                        "(inputs, settings, answers)")
+    inputs, settings, answers = (t.detach().to(torch.float64) for t in measurements)
+    if settings.dim() != 2 or settings.shape[1] != twin.n_params:
+        raise ValueError(f"measurements: settings must have shape (S, {twin.n_params}), got "
+                         f"{tuple(settings.shape)}")
+    count = settings.shape[0]
+    if inputs.dim() != 3 or inputs.shape[0] != count or inputs.shape[2] != twin.in_features:
+        raise ValueError(f"measurements: inputs must have shape ({count}, B, "
+                         f"{twin.in_features}) for {count} settings, got {tuple(inputs.shape)}")
+    if answers.shape != (count, inputs.shape[1], twin.out_features):
+        raise ValueError(f"measurements: answers must have shape ({count}, {inputs.shape[1]}, "
+                         f"{twin.out_features}), got {tuple(answers.shape)}")
+    for name, tensor in (("inputs", inputs), ("settings", settings), ("answers", answers)):
+        if not torch.isfinite(tensor).all():
+            raise ValueError(f"measurements: {name} holds NaN or infinite values")
+    return inputs, settings, answers
+
+
+def _query(black_box, twin, fitted, n_queries, n_settings, params, seed, query, strategy):
+    """Query the device for a calibration: ``(inputs, settings, answers, stages, strategy)``
+    in float64 (see :func:`calibrate`)."""
+    setting_seed, input_seed = spawn_seeds(seed, 2)
+    setting_generator = make_generator(setting_seed)
+    settings = [twin.initial_params(setting_generator) for _ in range(n_settings)]
+    if params is not None:
+        params = torch.as_tensor(params).detach().cpu()
+        if params.shape != (twin.n_params,):
+            raise ValueError(f"params must have shape ({twin.n_params},), got "
+                             f"{tuple(params.shape)}")
+        settings[0] = params
+    settings = torch.stack(settings).to(torch.float64)
+    chip_device, twin_device = _device_of(black_box), _device_of(twin)
+    probes = None
+    if strategy != "random" and n_queries is None and callable(
+            getattr(fitted, "calibration_probes", None)):
+        probes = fitted.calibration_probes(settings.to(twin_device), make_generator(input_seed))
+    if strategy == "probes" and probes is None:
+        raise ValueError(f"strategy='probes' needs n_queries=None and a twin whose "
+                         f"calibration_probes() offers probes for its shape; {twin.name} "
+                         f"({twin.in_features} -> {twin.out_features}) does not")
+    if probes is None:
+        batch = (n_settings * black_box.in_features if n_queries is None
+                 else int(n_queries)) // n_settings
+        inputs = randn((n_settings, batch, twin.in_features), make_generator(input_seed),
+                       dtype=torch.float64, device="cpu")
+    else:
+        inputs, settings, make_stages = probes
+    with torch.no_grad():
+        answers = (black_box if query is None else query)(
+            inputs.to(chip_device), settings.to(chip_device))
+    answers = answers.to(twin_device, torch.float64)
+    stages = [] if probes is None else make_stages(answers)
+    return inputs, settings, answers, stages, "random" if probes is None else "probes"
+
+
 def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max_iter=300,
-              seed=None, query=None, strategy="auto"):
+              seed=None, query=None, strategy="auto", measurements=None):
     """Fit ``twin``'s hidden state to queries of ``black_box``.
 
     The device is queried once, at ``n_settings`` parameter settings (``params`` first when
@@ -124,12 +257,20 @@ def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max
     strategy : {"auto", "probes", "random"}, default="auto"
         "auto" uses the twin's probes when it has them (and offers them for its shape) and
         ``n_queries`` is None, random queries otherwise.
+    measurements : MeasurementLog or tuple of torch.Tensor, optional
+        Answers the device already gave, to fit instead of querying it: a
+        :class:`MeasurementLog` kept during training, or ``(inputs, settings, answers)`` of
+        shapes (S, B, in_features), (S, n_params) and (S, B, out_features). No device query is
+        made (``n_queries``, ``params`` and ``query`` are then refused, and ``n_settings``,
+        ``seed`` and ``strategy`` unused); the fit starts from ``twin``'s state, so a twin
+        calibrated earlier follows a drifting chip from the queries of training.
 
     Returns
     -------
     BlackBox
         The calibrated twin, with attributes ``calibration_queries`` (device queries spent),
-        ``calibration_strategy`` ("probes" or "random"), ``calibration_error_before`` and
+        ``calibration_strategy`` ("probes", "random" or "measurements"),
+        ``calibration_error_before`` and
         ``calibration_error`` (relative RMS error of the twin's answers on the calibration
         queries before and after the fit).
 
@@ -160,39 +301,20 @@ def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max
                                   or n_queries < n_settings):
         raise ValueError(f"n_queries must be an int >= n_settings={n_settings}, got "
                          f"{n_queries!r}")
-    setting_seed, input_seed = spawn_seeds(seed, 2)
-    setting_generator = make_generator(setting_seed)
-    settings = [twin.initial_params(setting_generator) for _ in range(n_settings)]
-    if params is not None:
-        params = torch.as_tensor(params).detach().cpu()
-        if params.shape != (twin.n_params,):
-            raise ValueError(f"params must have shape ({twin.n_params},), got "
-                             f"{tuple(params.shape)}")
-        settings[0] = params
-    settings = torch.stack(settings).to(torch.float64)
-    chip_device, twin_device = _device_of(black_box), _device_of(twin)
     fitted = copy.deepcopy(twin).double()
-    probes = None
-    if strategy != "random" and n_queries is None and callable(
-            getattr(fitted, "calibration_probes", None)):
-        probes = fitted.calibration_probes(settings.to(twin_device), make_generator(input_seed))
-    if strategy == "probes" and probes is None:
-        raise ValueError(f"strategy='probes' needs n_queries=None and a twin whose "
-                         f"calibration_probes() offers probes for its shape; {twin.name} "
-                         f"({twin.in_features} -> {twin.out_features}) does not")
-    if probes is None:
-        batch = (n_settings * black_box.in_features if n_queries is None
-                 else int(n_queries)) // n_settings
-        inputs = randn((n_settings, batch, twin.in_features), make_generator(input_seed),
-                       dtype=torch.float64, device="cpu")
+    twin_device = _device_of(twin)
+    if measurements is None:
+        inputs, settings, answers, stages, used = _query(
+            black_box, twin, fitted, n_queries, n_settings, params, seed, query, strategy)
     else:
-        inputs, settings, make_stages = probes
-    with torch.no_grad():
-        answers = (black_box if query is None else query)(
-            inputs.to(chip_device), settings.to(chip_device))
-    answers = answers.to(twin_device, torch.float64)
-    inputs, settings = inputs.to(twin_device), settings.to(twin_device)
-    stages = [] if probes is None else make_stages(answers)
+        given = [name for name, value in (("n_queries", n_queries), ("params", params),
+                                          ("query", query)) if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} would be ignored: calibrating from "
+                             "measurements queries no device")
+        inputs, settings, answers = _measured(measurements, twin)
+        stages, used = [], "measurements"
+    inputs, settings, answers = (t.to(twin_device) for t in (inputs, settings, answers))
 
     names = list(fitted.calibration_buffers())
     nonnegative = set(getattr(fitted, "nonnegative_buffers", list)())
@@ -243,8 +365,9 @@ def calibrate(black_box, twin, n_queries=None, *, n_settings=8, params=None, max
                       "more settings (n_settings), or train in situ", UserWarning, stacklevel=2)
     calibrated = fitted.to(dict(twin.named_buffers())[names[0]].dtype)  # the twin's dtype
     calibrated.reset_counters()
-    calibrated.calibration_queries = inputs.shape[0] * inputs.shape[1]
-    calibrated.calibration_strategy = "random" if probes is None else "probes"
+    calibrated.calibration_queries = 0 if used == "measurements" else (
+        inputs.shape[0] * inputs.shape[1])
+    calibrated.calibration_strategy = used
     calibrated.calibration_error_before = before
     calibrated.calibration_error = after
     return calibrated

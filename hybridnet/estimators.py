@@ -156,6 +156,7 @@ class _BaseHybridNet(BaseEstimator):
         "twin": [StrOptions(set(TWINS))],
         "calibration_queries": [_POSITIVE_INT, None],
         "fine_tune_iter": [Interval(numbers.Integral, 0, None, closed="left")],
+        "recalibrate_every": [_POSITIVE_INT, None],
         "learning_rate": [_POSITIVE_REAL],
         "device_learning_rate": [_POSITIVE_REAL],
         "batch_size": [_POSITIVE_INT],
@@ -183,7 +184,7 @@ class _BaseHybridNet(BaseEstimator):
                  surrogate_rebuild_every=10, surrogate_update="auto", zo_estimator="rge",
                  zo_samples=10, zo_smoothing="auto", zo_batch_rank=16, zo_update="auto",
                  tt_rank=None, twin="calibrated", calibration_queries=None,
-                 fine_tune_iter=FINE_TUNE_ITER,
+                 fine_tune_iter=FINE_TUNE_ITER, recalibrate_every=None,
                  learning_rate=3e-3, device_learning_rate=1e-2, batch_size=64,
                  max_iter=50, tol=1e-4, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, warm_start=False, device_retries=2, device_timeout=None,
@@ -210,6 +211,7 @@ class _BaseHybridNet(BaseEstimator):
         self.twin = twin
         self.calibration_queries = calibration_queries
         self.fine_tune_iter = fine_tune_iter
+        self.recalibrate_every = recalibrate_every
         self.learning_rate = learning_rate
         self.device_learning_rate = device_learning_rate
         self.batch_size = batch_size
@@ -255,6 +257,10 @@ class _BaseHybridNet(BaseEstimator):
                              f"{built_by}. Configure the device instance itself, or drop "
                              "device_options.")
         self._mode.check(self)
+        if self.recalibrate_every is not None and self.training != "physics_aware":
+            raise ValueError(f"recalibrate_every={self.recalibrate_every!r} would be ignored: "
+                             "it refits the twins of training='physics_aware' from the "
+                             f"device's answers, and training={self.training!r}")
         try:
             device = torch.device(self.device)
         except (RuntimeError, TypeError) as error:
@@ -871,6 +877,13 @@ default="surrogate"
         forces random queries.
     fine_tune_iter : int, default=0
         Epochs of in-situ training after the twin phase of ``training="calibrated_twin"``.
+    recalibrate_every : int, optional
+        With ``training="physics_aware"``: every this many epochs, refit each device's twin
+        (:func:`hybridnet.calibrate` from its current state) to the device's answers of that
+        epoch's training steps (8 of them, spread over the epoch), so the backward pass
+        follows a drifting chip at no extra device query. The epoch's history record gets
+        ``twin_error_before`` and ``twin_error`` (the twin's relative RMS error on those
+        answers before and after the refit). None never recalibrates.
     learning_rate : float, default=3e-3
         Adam learning rate of the digital parameters.
     device_learning_rate : float, default=1e-2

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from ._random import make_generator, randn, spawn_seeds
+from .calibration import MeasurementLog
 from .physical.base import BlackBox, BlackBoxError, DeviceTimeoutError
 from .surrogate import UPDATES, LowRankSurrogate
 from .zeroth_order import DISTRIBUTIONS, ESTIMATORS, zo_gradient
@@ -511,6 +512,48 @@ class BlackBoxLayer(nn.Module):
                              "training='physics_aware' its gradients")
         self.twin = twin
 
+    @contextlib.contextmanager
+    def recording(self, log):
+        """Keep the forward measurements of physics-aware training steps in ``log`` inside a
+        ``with`` block, for :func:`hybridnet.calibrate` to recalibrate the twin from (no
+        extra device query).
+
+        Parameters
+        ----------
+        log : MeasurementLog
+            Where the steps' inputs, parameter settings and device answers go.
+
+        Examples
+        --------
+        >>> import torch
+        >>> from hybridnet import BlackBoxLayer, MeasurementLog, calibrate
+        >>> from hybridnet.physical import MZIMesh
+        >>> chip = MZIMesh(4, 4, fabrication_error=0.3, seed=0)
+        >>> layer = BlackBoxLayer(chip, training="physics_aware", seed=0)  # nominal twin
+        >>> optimizer = torch.optim.Adam(layer.parameters(), lr=1e-2)
+        >>> log = MeasurementLog(n_settings=8)
+        >>> with layer.recording(log):
+        ...     for _ in range(8):
+        ...         optimizer.zero_grad()
+        ...         layer(torch.randn(16, 4)).square().sum().backward()
+        ...         optimizer.step()
+        >>> queries = chip.n_queries
+        >>> twin = calibrate(chip, layer.twin, measurements=log)
+        >>> chip.n_queries == queries, twin.calibration_error < twin.calibration_error_before
+        (True, True)
+        """
+        if not isinstance(log, MeasurementLog):
+            raise TypeError(f"log must be a hybridnet.MeasurementLog, got {type(log).__name__}")
+        if self.training_mode != "physics_aware":
+            raise ValueError(f"recording keeps the device answers of training='physics_aware'; "
+                             f"this layer has training={self.training_mode!r}")
+        # A plain attribute outside the module's state: a saved model holds no measurements.
+        self.__dict__["_measurement_log"] = log
+        try:
+            yield log
+        finally:
+            self.__dict__.pop("_measurement_log", None)
+
     def _served_device(self):
         return self.__dict__.get("_own_device", self.black_box)
 
@@ -717,6 +760,9 @@ class BlackBoxLayer(nn.Module):
         elif self.training_mode == "physics_aware" and torch.is_grad_enabled():
             with torch.no_grad():
                 measured = self.query_device(x, self.params.detach())
+            log = self.__dict__.get("_measurement_log")
+            if log is not None:
+                log.add(x, self.params, measured)
             modelled = self.twin(x, self.params)
             # The device's value exactly (m - m is 0), the twin's vector-Jacobian product.
             y = measured.to(modelled.dtype) + (modelled - modelled.detach())

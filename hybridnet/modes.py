@@ -31,14 +31,15 @@ ZerothOrderOptimizer`), with the hybrid signRGE -> CGE schedule.
 """
 
 import contextlib
+import warnings
 
 import torch
 
 from ._random import spawn_seeds
-from .calibration import calibrate
+from .calibration import MeasurementLog, calibrate
 from .layers import BlackBoxLayer, _zo_batch_vectors
 from .optim import BatchedLoss, PlateauSwitch, ZerothOrderOptimizer, pointwise_unsafe_layers
-from .training import Monitor
+from .training import Callback, Monitor
 from .zeroth_order import ESTIMATORS, n_evaluations
 
 # The hybrid schedule of the tensor-train BP-free paper (its MNIST settings relative to the
@@ -54,6 +55,13 @@ HYBRID_DROP_FACTOR = 0.1
 # hyperparameters' (at full rates 3 epochs dropped digits 0.978 -> 0.960: the twin's network
 # only needs its last errors corrected).
 FINE_TUNE_LR_FACTOR = 0.1
+# recalibrate_every: the training steps of an epoch a recalibration fits, spread over it
+# (calibrate's own default number of settings), and its L-BFGS iterations. It starts from the
+# last twin: on a 64 x 64 MZI mesh at 0.3 rad drifting 0.003 rad a step, 50 iterations took
+# 2.4 s and left a relative error of 0.054 on the epoch's answers (before: 0.124), 300 took
+# 17 s for 0.040.
+RECALIBRATION_SETTINGS = 8
+RECALIBRATION_MAX_ITER = 50
 
 
 class TrainingMode:
@@ -326,8 +334,54 @@ class _PhysicsAwareMode(_TwinMode):
             layer.set_twin(twin)
         super().fit(net, twins, X, y, sample_weight, validation, start, fingerprint)
 
+    def callbacks(self, net, validation):
+        if net.recalibrate_every is None:
+            return []
+        return [_Recalibration(net._device_layers(), int(net.recalibrate_every))]
+
     def step_queries(self, net, batch, settings):
         return None
+
+
+class _Recalibration(Callback):
+    """``recalibrate_every=K``: at the end of every K-th epoch, fit each device layer's twin to
+    the forward measurements of that epoch's steps (:class:`~hybridnet.MeasurementLog`), with
+    no device query, and train through the refitted twins from then on. The records of those
+    epochs get ``twin_error_before`` and ``twin_error``, the largest over the layers of the
+    relative RMS error of the twin on the epoch's measurements before and after the fit.
+
+    The logs are emptied at every epoch's end, so a checkpoint (written after this callback)
+    holds everything a resumed fit needs: the refitted twins are in the network's state."""
+
+    def __init__(self, layers, every):
+        self.layers, self.every = layers, every
+
+    def on_train_begin(self, state):
+        self.recording = contextlib.ExitStack()
+        self.logs = [self.recording.enter_context(
+            layer.recording(MeasurementLog(RECALIBRATION_SETTINGS))) for layer in self.layers]
+
+    def on_epoch_end(self, state):
+        record = state.history[-1]
+        if record["epoch"] % self.every == 0 and all(len(log) for log in self.logs):
+            before, after = [], []
+            for layer, log in zip(self.layers, self.logs, strict=True):
+                with warnings.catch_warnings():
+                    # A twin that stays far from the chip warns that a network trained on it
+                    # will not transfer; physics-aware training never deploys the twin, and
+                    # the record keeps the error.
+                    warnings.filterwarnings("ignore", message="calibrating", category=UserWarning)
+                    twin = calibrate(layer.black_box, layer.twin, measurements=log,
+                                     max_iter=RECALIBRATION_MAX_ITER)
+                layer.set_twin(twin)
+                before.append(twin.calibration_error_before)
+                after.append(twin.calibration_error)
+            record["twin_error_before"], record["twin_error"] = max(before), max(after)
+        for log in self.logs:
+            log.clear()
+
+    def on_train_end(self, state):
+        self.recording.close()
 
 
 MODES = {mode.name: mode for mode in (_SurrogateMode(), _BackpropMode(), _BPFreeMode(),

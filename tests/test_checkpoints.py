@@ -63,9 +63,11 @@ def run(tmp_path, kill_at, checkpoint, options):
 @pytest.mark.parametrize("options", [
     {},
     {"training": "physics_aware"},
+    {"training": "physics_aware", "recalibrate_every": 3},  # refits at epochs 3 and 6
     {"training": "bp_free", "zo_estimator": "hybrid", "n_iter_no_change": 4},
     {"early_stopping": True, "n_iter_no_change": 3, "validation_fraction": 0.2},
-], ids=["surrogate", "physics_aware", "bp_free-hybrid", "early_stopping"])
+], ids=["surrogate", "physics_aware", "physics_aware-recalibrating", "bp_free-hybrid",
+        "early_stopping"])
 def test_a_killed_fit_resumes_to_the_uninterrupted_model(tmp_path, options):
     code, uninterrupted, calls = run(tmp_path, 0, "", options)
     assert code == 0, uninterrupted
