@@ -7,6 +7,7 @@ import json
 import pathlib
 import shlex
 import sys
+import time
 
 
 def command_line(script, argv):
@@ -123,3 +124,41 @@ def check_pinnsolver_trains(pde, test_x, n_components, fit_args=()):
     if shape != (4, n_components):
         raise ValueError(f"predict gave {shape} values for 4 points and {n_components} "
                          "components")
+
+
+class CheckpointClock:
+    """Training seconds of a fit that may be killed and resumed from its checkpoint file.
+
+    A run that resumes adds what the runs before it spent, each from its start to the last
+    write of the checkpoint it left (the work after that write is done again), so the total is
+    what one uninterrupted run would report, give or take the loading.
+
+    Parameters
+    ----------
+    checkpoint : pathlib.Path
+        The fit's ``checkpoint=`` file; the clock keeps ``<checkpoint>.clock.json`` beside it.
+    """
+
+    def __init__(self, checkpoint):
+        self.checkpoint = pathlib.Path(checkpoint)
+        self.path = self.checkpoint.with_name(self.checkpoint.name + ".clock.json")
+        self.earlier, self._start = 0.0, None
+
+    def start(self):
+        """Call just before ``fit``."""
+        self.earlier = 0.0
+        if self.checkpoint.exists() and self.path.exists():
+            state = json.loads(self.path.read_text())
+            self.earlier = state["earlier"] + max(
+                0.0, self.checkpoint.stat().st_mtime - state["started"])
+        self.path.write_text(json.dumps({"earlier": self.earlier, "started": time.time()}))
+        self._start = time.perf_counter()
+
+    def seconds(self):
+        """Training seconds so far, the earlier runs' included."""
+        return self.earlier + time.perf_counter() - self._start
+
+    def remove(self):
+        """Forget the run once its result is recorded."""
+        self.checkpoint.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)

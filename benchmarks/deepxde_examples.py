@@ -95,9 +95,13 @@ Writes ``benchmarks/results/deepxde_examples/deepxde_examples.json`` and ``.md``
 example and side, each with its command and settings) and a PNG of prediction, exact solution
 and error per row. Rows are written as they finish; a row already present with the same
 settings is skipped unless ``--force``, so an interrupted run resumes by repeating its command.
+PINNSolver's sides also resume inside a row, from the checkpoint they save every 500 steps
+(``checkpoints/``, deleted once the row is written); their seconds add up the runs'.
 """
 
 import argparse
+import hashlib
+import json
 import math
 import os
 import pathlib
@@ -107,7 +111,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from _results import SideBySide, check_pinnsolver_trains, command_line
+from _results import CheckpointClock, SideBySide, check_pinnsolver_trains, command_line
 
 os.environ.setdefault("DDE_BACKEND", "pytorch")
 
@@ -115,6 +119,9 @@ RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "deepxde_example
 SIDES = ("deepxde", "hybridnet", "hybridnet-defaults")
 # DeepXDE's default L-BFGS budget (deepxde.optimizers.config.set_LBFGS_options).
 LBFGS_MAXITER = 15000
+# PINNSolver's sides save a checkpoint every this many steps (and after each L-BFGS round) in
+# results/deepxde_examples/checkpoints/, so a run killed in its hours resumes where it was.
+CHECKPOINT_EVERY = 500
 TIME_GAUGE = "up to a function of t"
 
 
@@ -855,13 +862,15 @@ def pinnsolver_options(case, side, steps, lbfgs, seed):
     return dict(max_iter=steps, lbfgs_iter=lbfgs, random_state=seed)
 
 
-def run_hybridnet(case, pde, side, steps, lbfgs, seed):
+def run_hybridnet(case, pde, side, steps, lbfgs, seed, clock):
+    """Train with ``checkpoint=`` the ``clock``'s file, so a killed run resumes."""
     from hybridnet import PINNSolver
 
-    solver = PINNSolver(pde, **pinnsolver_options(case, side, steps, lbfgs, seed))
-    start = time.perf_counter()
+    solver = PINNSolver(pde, **pinnsolver_options(case, side, steps, lbfgs, seed),
+                        checkpoint=clock.checkpoint, checkpoint_every=CHECKPOINT_EVERY)
+    clock.start()
     solver.fit()
-    seconds = time.perf_counter() - start
+    seconds = clock.seconds()
     predicted = solver.predict(case.test_x)
     return predicted, seconds, {
         "lbfgs_iterations": int(solver.n_lbfgs_iter_), "adam_steps_run": int(solver.n_iter_),
@@ -1019,8 +1028,12 @@ def main(argv=None):
             if side == "deepxde":
                 predicted, seconds, extra = run_deepxde(case, steps, lbfgs, args.seed)
             else:
+                digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
+                clock = CheckpointClock(out / "checkpoints" / f"{name}_{side}_"
+                                        f"{digest.hexdigest()[:12]}.hnet")
+                clock.checkpoint.parent.mkdir(exist_ok=True)
                 predicted, seconds, extra = run_hybridnet(case, pde, side, steps, lbfgs,
-                                                          args.seed)
+                                                          args.seed, clock)
             row = {"problem": name, "side": side, "steps": steps, "lbfgs_budget": lbfgs,
                    "steps_fraction": args.steps_scale, **scores(case, predicted),
                    "seconds": seconds, "threads": args.threads,
@@ -1032,6 +1045,8 @@ def main(argv=None):
             figure(case, predicted, out / f"{name}_{side}.png",
                    f"{name}: {side}, {stages}, relative L2 {row['l2']:.2e}")
             results.record(row)
+            if side != "deepxde":
+                clock.remove()
             print(f"[{name} / {side}] relative L2 {row['l2']:.3e} "
                   f"({', '.join(f'{k} {v:.2e}' for k, v in row['components'].items())}), "
                   f"{seconds:.0f} s", flush=True)
