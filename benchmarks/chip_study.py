@@ -151,24 +151,37 @@ def plot(table, path):
     import matplotlib.pyplot as plt
 
     cells = sorted({tuple(r[k] for k in ("dataset", "chip", "error", "drift")) for r in table})
-    fig, axes = plt.subplots(1, len(cells), figsize=(4.2 * len(cells), 3.6), squeeze=False)
+    columns = min(5, len(cells))
+    rows = -(-len(cells) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.0 * rows + 0.6),
+                             squeeze=False, sharex=True, sharey=True)
     markers = dict(zip(METHODS, "os^vPXD", strict=True))
-    for ax, cell in zip(axes[0], cells, strict=True):
+    colors = dict(zip(METHODS, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
+    for ax, cell in zip(axes.flat, cells, strict=False):  # the grid may have spare axes
         for r in table:
             if tuple(r[k] for k in ("dataset", "chip", "error", "drift")) != cell:
                 continue
             # A method that spends no chip time sits at the left edge, 1e-4 s.
             ax.errorbar(max(r["chip_seconds"], 1e-4), r["accuracy"], yerr=r["accuracy_std"],
-                        marker=markers[r["method"]], linestyle="none", label=r["method"])
+                        marker=markers[r["method"]], color=colors[r["method"]],
+                        linestyle="none", label=r["method"])
         dataset, kind, error, drift = cell
         ax.set_xscale("log")
-        ax.set_xlabel("modelled chip seconds of training")
         ax.set_title(f"{dataset}, {LABELS[kind]}, {error} rad" + (f", drift {drift}" if drift
                                                                    else ""), fontsize=9)
         ax.set_ylim(0, 1)
-    axes[0][0].set_ylabel("test accuracy")
-    axes[0][-1].legend(fontsize=7, loc="lower right")
-    fig.tight_layout()
+    for ax in axes.flat[len(cells):]:
+        ax.set_visible(False)
+    for column in range(columns):  # the lowest panel in use of each column
+        ax = axes[(len(cells) - 1 - column) // columns, column]
+        ax.xaxis.set_tick_params(labelbottom=True)
+        ax.set_xlabel("modelled chip seconds of training")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("test accuracy")
+    handles = [plt.Line2D([], [], marker=markers[m], color=colors[m], linestyle="none",
+                          label=m) for m in METHODS]
+    fig.legend(handles=handles, loc="lower center", ncol=len(METHODS), fontsize=8)
+    fig.tight_layout(rect=(0, 0.6 / (3.0 * rows + 0.6), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
