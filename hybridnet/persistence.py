@@ -1052,10 +1052,9 @@ def _restore_network(network, fitted, tensors, where):
         _set_generator(getattr(submodules[name], attribute), state, f"{where}: {key}")
 
 
-def _restore_training(estimator, fitted, tensors, where):
-    """The optimizer's state and attributes, the batch order's generator and the hybrid
-    schedule of a classifier or regressor, from the file."""
-    optimizer = estimator._optimizer
+def _restore_optimizer(optimizer, switch, fitted, tensors, where):
+    """The optimizer's state, attributes and generator, and the hybrid switch's state, from
+    the file (a classifier's, a regressor's or a PINNSolver's)."""
     _check_optimizer_state(optimizer, tensors["optimizer"], f"{where}: optimizer")
     with _refusing(f"{where}: the optimizer's state does not fit the network"):
         optimizer.load_state_dict(tensors["optimizer"])
@@ -1063,33 +1062,27 @@ def _restore_training(estimator, fitted, tensors, where):
     if "optimizer_generator" in tensors:
         _set_generator(optimizer.generator, tensors["optimizer_generator"],
                        f"{where}: optimizer_generator")
-    _set_generator(estimator._batch_generator, tensors["batch_generator"],
-                   f"{where}: batch_generator")
-    if ("switch" in fitted) != (estimator._switch is not None):
+    if ("switch" in fitted) != (switch is not None):
         raise _Invalid(f"{where}: the hybrid schedule's state is "
                        f"{'there' if 'switch' in fitted else 'missing'}, but the "
                        f"hyperparameters {'do not ' if 'switch' in fitted else ''}use it")
-    if estimator._switch is not None:
-        _set_plain_attributes(estimator._switch, fitted["switch"], "switch")
+    if switch is not None:
+        _set_plain_attributes(switch, fitted["switch"], "switch")
+
+
+def _restore_training(estimator, fitted, tensors, where):
+    """The optimizer's state and attributes, the batch order's generator and the hybrid
+    schedule of a classifier or regressor, from the file."""
+    _restore_optimizer(estimator._optimizer, estimator._switch, fitted, tensors, where)
+    _set_generator(estimator._batch_generator, tensors["batch_generator"],
+                   f"{where}: batch_generator")
 
 
 def _restore_solver_training(plan, fitted, tensors, where):
     """The optimizer's state and attributes, the hybrid switch and the points generator of a
     PINNSolver checkpoint, into ``plan`` (from :func:`_rebuild_solver`)."""
-    _check_optimizer_state(plan.optimizer, tensors["optimizer"], f"{where}: optimizer")
-    with _refusing(f"{where}: the optimizer's state does not fit the network"):
-        plan.optimizer.load_state_dict(tensors["optimizer"])
-    _set_plain_attributes(plan.optimizer, fitted["optimizer_attributes"], "optimizer_attributes")
-    if "optimizer_generator" in tensors:
-        _set_generator(plan.optimizer.generator, tensors["optimizer_generator"],
-                       f"{where}: optimizer_generator")
+    _restore_optimizer(plan.optimizer, plan.switch, fitted, tensors, where)
     _set_generator(plan.generator, tensors["points_generator"], f"{where}: points_generator")
-    if ("switch" in fitted) != (plan.switch is not None):
-        raise _Invalid(f"{where}: the hybrid schedule's state is "
-                       f"{'there' if 'switch' in fitted else 'missing'}, but the "
-                       f"hyperparameters {'do not ' if 'switch' in fitted else ''}use it")
-    if plan.switch is not None:
-        _set_plain_attributes(plan.switch, fitted["switch"], "switch")
 
 
 def _check_optimizer_state(optimizer, saved, where):
