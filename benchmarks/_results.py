@@ -42,6 +42,17 @@ def merge_rows(path, new_rows, key, sort_key):
     return rows
 
 
+@contextlib.contextmanager
+def locked(folder):
+    """Hold ``<folder>/.lock`` exclusively, so runs side by side write one result file in turn."""
+    with open(pathlib.Path(folder) / ".lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def write_results(name, command, rows, lines):
     """Write ``benchmarks/results/<name>.json`` (the rows and their command) and ``<name>.md``
     (the command, then ``lines``, a table)."""
@@ -82,15 +93,6 @@ class SideBySide:
 
         return index(self.problems, row["problem"]), index(self.sides, row["side"])
 
-    @contextlib.contextmanager
-    def _locked(self):
-        with open(self.folder / ".lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def rows(self):
         """Every row on disk, skipped ones included."""
         path = self.folder / f"{self.name}.json"
@@ -102,7 +104,7 @@ class SideBySide:
 
     def record(self, row):
         """Merge ``row`` into the results and rewrite the markdown."""
-        with self._locked():
+        with locked(self.folder):
             if row.get("skipped") and (row["problem"], row["side"]) in self.finished():
                 return
             rows = merge_rows(self.folder / f"{self.name}.json", [row],

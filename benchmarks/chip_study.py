@@ -46,7 +46,7 @@ import time
 import warnings
 
 import torch
-from _results import command_line
+from _results import command_line, locked
 from data import LOADERS
 
 from hybridnet import HybridNetClassifier
@@ -219,8 +219,9 @@ def main(argv=None):
                     row.update(run_row(task, kind, error, args.drift, method, seed,
                                        args.epochs))
                     row["command"] = command
-                    rows = json.loads(path.read_text()) if path.exists() else []
-                    path.write_text(json.dumps(rows + [row], indent=1))
+                    with locked(out):  # other chips' runs may append side by side
+                        rows = json.loads(path.read_text()) if path.exists() else []
+                        path.write_text(json.dumps(rows + [row], indent=1))
                     print(f"{task.name} {LABELS[kind]} {error} rad drift {args.drift} "
                           f"{method} seed {seed}: {row['accuracy']:.4f}, "
                           f"{row['settings']:,} settings, {row['chip_seconds']:.3g} chip s, "

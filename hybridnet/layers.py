@@ -628,22 +628,52 @@ class BlackBoxLayer(nn.Module):
         n_settings = len(params) if params.dim() == 2 else 1
         one_batch_each = x.dim() == 3 and len(x) == n_settings
         if size is None or n_settings <= size or not (x.dim() == 2 or one_batch_each):
-            return self._query_with_retries(x, params)  # the box checks the shapes
+            return self._query_with_retries(lambda: self.black_box(x, params))  # checks shapes
         answers = []
         for start in range(0, n_settings, size):
             part = slice(start, min(start + size, n_settings))
-            answers.append(self._query_with_retries(x[part] if one_batch_each else x,
-                                                    params[part], part, n_settings))
+            x_part = x[part] if one_batch_each else x
+            answers.append(self._query_with_retries(
+                lambda x_part=x_part, part=part: self.black_box(x_part, params[part]),
+                part, n_settings))
         return torch.cat(answers)
 
-    def _query_with_retries(self, x, params, part=None, n_settings=None):
-        """One device call, retried; ``part`` (a slice of a request of ``n_settings``
-        settings) names the settings in the error."""
+    def query_device_coordinates(self, x, coordinates, step):
+        """The device's outputs at the layer's parameters with coordinate c moved by ``step``,
+        for each c: a coordinate-wise request (see
+        :meth:`~hybridnet.physical.BlackBox.query_coordinates`), retried and timed out as
+        :meth:`query_device` does.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Inputs, (batch, in_features).
+        coordinates : torch.Tensor
+            (P,) long.
+        step : float
+
+        Returns
+        -------
+        torch.Tensor
+            (P, batch, out_features).
+        """
+        params = self.params.detach()
+        size = self.black_box.settings_per_call
+        if size is not None and len(coordinates) > size:  # split by query_device
+            settings = params.repeat(len(coordinates), 1)
+            settings[torch.arange(len(coordinates)), coordinates] += step
+            return self.query_device(x, settings)
+        return self._query_with_retries(
+            lambda: self.black_box.query_coordinates(x, params, coordinates, step))
+
+    def _query_with_retries(self, call, part=None, n_settings=None):
+        """One device call, ``call()``, retried; ``part`` (a slice of a request of
+        ``n_settings`` settings) names the settings in the error."""
         box = self.black_box
         noise = box.noise_state()
         for attempt in range(self.device_retries + 1):
             try:
-                return self._call_device(x, params)
+                return self._call_device(call)
             except BlackBoxError as error:
                 box.set_noise_state(noise)  # as if the failed call had never drawn any noise
                 if attempt == self.device_retries:
@@ -659,16 +689,16 @@ class BlackBoxLayer(nn.Module):
                                         f"last error: {error}") from error
                 self.n_device_retries += 1
 
-    def _call_device(self, x, params):
+    def _call_device(self, call):
         box, timeout = self.black_box, self.device_timeout
         if timeout is None:
-            return box(x, params)
+            return call()
         if not box.cancellable:
             # A call that cannot be cancelled is waited for anyway: running it here keeps every
             # call of the device (and every noise draw) in order, one after the other.
             start = time.monotonic()
             try:
-                y = box(x, params)
+                y = call()
             except BlackBoxError as error:
                 if time.monotonic() - start > timeout:
                     raise self._timeout_error() from error
@@ -679,14 +709,14 @@ class BlackBoxLayer(nn.Module):
         answer = {}
         grad_enabled = torch.is_grad_enabled()  # grad mode is per thread
 
-        def call():
+        def run():
             try:
                 with torch.set_grad_enabled(grad_enabled):
-                    answer["y"] = box(x, params)
+                    answer["y"] = call()
             except BaseException as error:  # handed to the waiting thread
                 answer["error"] = error
 
-        worker = threading.Thread(target=call, name=f"{box.name} query", daemon=True)
+        worker = threading.Thread(target=run, name=f"{box.name} query", daemon=True)
         worker.start()
         try:
             worker.join(timeout)
@@ -827,6 +857,12 @@ class BlackBoxLayer(nn.Module):
 
         def phi(settings):
             return (self.query_device(inputs, settings) * weights).sum(dim=(1, 2))
+
+        def at_coordinates(coordinates, step):  # what CGE asks, in the device's fast form
+            outputs = self.query_device_coordinates(inputs, coordinates, step)
+            return (outputs * weights).sum(dim=(1, 2))
+
+        phi.at_coordinates = at_coordinates
 
         estimate = zo_gradient(phi, params.detach(), estimator=self.zo_estimator,
                                n_samples=self.zo_samples, smoothing=self.zo_smoothing,

@@ -516,6 +516,8 @@ class CoordinateEvaluator:
             self._queue_sparse(index, units.view(-1, 1), columns, step, positions, queue)
         elif isinstance(layer, TTLinear) and name.startswith("cores."):
             self._queue_core(index, int(name.split(".")[1]), local, step, positions, queue)
+        elif isinstance(layer, BlackBoxLayer) and name == "params":
+            self._queue_device(index, local, step, positions, queue)
         else:
             self._queue_prefix(index, name, p, local, step, positions, queue)
 
@@ -636,6 +638,16 @@ class CoordinateEvaluator:
         else:
             torch.bmm(difference, columns, out=change)
         return self._suffix(after + 1, change.add_(unchanged))
+
+    def _queue_device(self, index, local, step, positions, queue):
+        """Device parameters: a coordinate-wise request of the device (which a simulator with
+        structure answers without propagating each setting), then the rest of the network."""
+        layer, inputs = self.layers[index], self.activations[index]
+        widest = max(a.shape[-1] for a in self.activations[index:])
+        chunk = max(1, MEMORY_BUDGET // (len(inputs) * widest))
+        for start in range(0, len(local), chunk):
+            outputs = layer.query_device_coordinates(inputs, local[start:start + chunk], step)
+            queue.add(positions[start:start + chunk], self._suffix(index + 1, outputs))
 
     def _queue_prefix(self, index, name, p, local, step, positions, queue):
         """Any other layer: perturb it in place of the whole network, from its input on."""

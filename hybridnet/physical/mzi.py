@@ -161,14 +161,15 @@ class MZIMesh(PhotonicDevice):
         per_repetition = blocks.reshape(phases.shape[0], half, 2 * half - 1, 2, 2)
         return per_repetition[:, :, :half], per_repetition[:, :, half:]
 
-    def _propagate(self, field, phases):
+    def _propagate(self, field, phases, entering=None):
         """Send row vectors ``field`` (settings, batch, N) complex through the mesh.
 
         The field is kept as its even modes ``a`` and odd modes ``b``: an even column mixes the
         pairs (a_k, b_k), an odd column the pairs (b_k, a_{k+1}), so every column is a few
         elementwise products over all settings and inputs at once. The loop runs once per
         repetition (N/2 times), so the coefficients are split per repetition beforehand: inside
-        the loop every tensor op is arithmetic, not indexing.
+        the loop every tensor op is arithmetic, not indexing. A list ``entering`` receives the
+        field entering each column at its MZIs' two modes, (settings, batch, MZIs, 2).
         """
         even, odd = self._columns(phases)
 
@@ -181,15 +182,91 @@ class MZIMesh(PhotonicDevice):
         odd_00, odd_01, odd_10, odd_11 = per_repetition(odd)
         a, b = field[..., 0::2], field[..., 1::2]
         for r in range(self.n_modes // 2):
+            if entering is not None:
+                entering.append(torch.stack([a, b], -1))
             a, b = (torch.addcmul(even_00[r] * a, even_01[r], b),
                     torch.addcmul(even_10[r] * a, even_11[r], b))
             if self.n_modes > 2:
                 upper, lower = b[..., :-1], a[..., 1:]
+                if entering is not None:
+                    entering.append(torch.stack([upper, lower], -1))
                 b = torch.cat([torch.addcmul(odd_00[r] * upper, odd_01[r], lower),
                                b[..., -1:]], -1)
                 a = torch.cat([a[..., :1], torch.addcmul(odd_10[r] * upper, odd_11[r], lower)],
                               -1)
         return torch.stack([a, b], dim=-1).flatten(-2)
+
+    def _site_layout(self, phase_offset=0, site_offset=0, column_offset=0):
+        """The MZIs as sites (see :mod:`~hybridnet.physical.structure`): MZI m owns theta m and
+        phi m; repetition r holds columns 2 r (its first N/2 MZIs) and 2 r + 1 (the rest).
+        The offsets place the mesh inside a larger device; returns (phase_site, site_column,
+        site_phases)."""
+        half, n_mzi = self.n_modes // 2, self.n_params // 2
+        mzi = torch.arange(n_mzi)
+        column = 2 * (mzi // (2 * half - 1)) + (mzi % (2 * half - 1) >= half).long()
+        site_phases = torch.stack([mzi, mzi + n_mzi], 1) + phase_offset
+        return torch.cat([mzi, mzi]) + site_offset, column + column_offset, site_phases
+
+    def _site_fields(self, field, phases):
+        """Fields entering every MZI, (n_mzi, batch, 2), and leaving the mesh, (batch, N), for
+        one input batch ``field`` (batch, N) complex at applied ``phases`` (n_params,)."""
+        entering = []
+        output = self._propagate(field.unsqueeze(0), phases.unsqueeze(0), entering)[0]
+        return torch.cat(entering, -2)[0].transpose(0, 1), output
+
+    def _site_suffix(self, rows, phases):
+        """How ``rows @ U`` (outputs, N), a read-out after the mesh, depends on each MZI's two
+        output modes, (n_mzi, outputs, 2); and ``rows @ U`` itself (outputs, N).
+
+        ``rows`` go through the columns from the last to the first, each column multiplying
+        them on the right (``Q <- Q C``), the transpose of :meth:`_propagate`.
+        """
+        even, odd = (blocks[0] for blocks in self._columns(phases.unsqueeze(0)))
+        qa, qb = rows[:, 0::2], rows[:, 1::2]
+        reached = []
+        for r in reversed(range(self.n_modes // 2)):
+            if self.n_modes > 2:
+                t = odd[r]
+                upper, lower = qb[:, :-1], qa[:, 1:]
+                reached.append(torch.stack([upper, lower], -1))
+                qb = torch.cat([upper * t[:, 0, 0] + lower * t[:, 1, 0], qb[:, -1:]], -1)
+                qa = torch.cat([qa[:, :1], upper * t[:, 0, 1] + lower * t[:, 1, 1]], -1)
+            t = even[r]
+            reached.append(torch.stack([qa, qb], -1))
+            qa, qb = qa * t[:, 0, 0] + qb * t[:, 1, 0], qa * t[:, 0, 1] + qb * t[:, 1, 1]
+        suffix = torch.cat(reached[::-1], -2).transpose(0, 1)
+        return suffix, torch.stack([qa, qb], -1).flatten(-2)
+
+    def _site_blocks(self, mzi, phases):
+        """Transfer matrices (Q, 2, 2) of MZIs ``mzi`` (Q,) at applied (theta, phi) (Q, 2),
+        with their losses."""
+        blocks = mzi_transfer(phases[:, 0], phases[:, 1])
+        if bool(self.insertion_losses.any()):
+            blocks = blocks * (10 ** (-self.insertion_losses[mzi].to(phases.dtype) / 20))[
+                :, None, None]
+        return blocks
+
+    def _column_sites(self, x, reference):
+        """The structure's tables at applied phases ``reference`` for inputs ``x`` (batch, n),
+        and the block function (see :func:`~hybridnet.physical.structure.local_change_fields`).
+        """
+        field = self._padded_field(x)
+        fields, output = self._site_fields(field, reference)
+        rows = torch.eye(self.n_modes, dtype=field.dtype, device=field.device)
+        suffix, _ = self._site_suffix(rows[:self.out_features], reference)
+        return (fields, suffix, output[:, :self.out_features]), self._site_blocks
+
+    def _padded_field(self, x):
+        """``x`` zero-padded to N modes, complex."""
+        padded = torch.nn.functional.pad(x, (0, self.n_modes - self.in_features))
+        return padded.to(torch.promote_types(padded.dtype, torch.complex64))
+
+    def _detect(self, field):
+        """What the detectors read of the output field."""
+        return field.real if self.output == "real" else field.abs() ** 2
+
+    def _detects_real_part(self):
+        return self.output == "real"
 
     def unitary(self, phases):
         """The mesh's unitaries (settings, N, N) for applied ``phases`` (settings, n_params).
@@ -262,7 +339,4 @@ class MZIMesh(PhotonicDevice):
         return self._propagate(field, phases)
 
     def _transfer(self, x, phases):
-        padded = torch.nn.functional.pad(x, (0, self.n_modes - self.in_features))
-        field = padded.to(torch.promote_types(padded.dtype, torch.complex64))
-        field = self.propagate(field, phases)[:, :, :self.out_features]
-        return field.real if self.output == "real" else field.abs() ** 2
+        return self._detect(self.propagate(self._padded_field(x), phases)[:, :, :self.out_features])

@@ -30,6 +30,7 @@ import torch
 
 from .._random import make_generator, randn, spawn_seeds
 from .base import BlackBox
+from .structure import SiteLayout, local_change_outputs
 
 
 def _check_nonnegative(name, value):
@@ -190,10 +191,8 @@ class PhotonicDevice(BlackBox):
     def applied_phases(self, params):
         """The phases the device really applies for commanded ``params`` (settings, n_params)."""
         phases = params
-        if self.phase_bits is not None:
-            step = self.parameter_resolution
-            quantized = torch.round(phases / step) * step
-            phases = phases + (quantized - phases).detach()  # straight-through for the twin
+        if self.phase_bits is not None:  # straight-through, for the twin's gradients
+            phases = phases + (self._quantized(phases) - phases).detach()
         if self.crosstalk:
             # The heater power that leaks is periodic in the commanded phase (see the module
             # docstring); remainder's gradient is 1 almost everywhere, so autograd still works.
@@ -224,8 +223,113 @@ class PhotonicDevice(BlackBox):
         """
         self._generator.set_state(state)
 
+    def _site_layout(self):
+        """``(phase_site, site_column, site_phases)`` of a device built of columns of small
+        blocks (see :mod:`~hybridnet.physical.structure`), or None (the default): no
+        structure. A device that returns a layout also implements ``_column_sites``,
+        ``_detect`` and ``_detects_real_part``."""
+        return None
+
+    def _layout(self, device):
+        """The :class:`~hybridnet.physical.structure.SiteLayout` on ``device``, made once; None
+        without structure."""
+        cache = getattr(self, "_layout_cache", None)
+        if cache is None or cache[0] != device:
+            parts = self._site_layout()
+            layout = None if parts is None else SiteLayout(*(t.to(device) for t in parts))
+            cache = self._layout_cache = (device, layout)
+        return cache[1]
+
+    def _neighbour_table(self, device):
+        """(n_params, most neighbours) long: each heater's neighbours, -1 where it has fewer."""
+        cache = getattr(self, "_neighbour_table_cache", None)
+        if cache is None or cache.device != device:
+            pairs = self._neighbours()
+            ends = torch.cat([pairs, pairs.flip(1)])  # (heater, neighbour), both ways
+            ends = ends[torch.argsort(ends[:, 0], stable=True)]
+            counts = torch.bincount(ends[:, 0], minlength=self.n_params)
+            slot = torch.arange(len(ends)) - torch.repeat_interleave(
+                torch.cumsum(counts, 0) - counts, counts)
+            cache = torch.full((self.n_params, int(counts.max())), -1, dtype=torch.long)
+            cache[ends[:, 0], slot] = ends[:, 1]
+            cache = self._neighbour_table_cache = cache.to(device)
+        return cache
+
+    def query_coordinates(self, x, params, coordinates, step):
+        """The outputs at ``params + step e_c`` for each coordinate c, one request of
+        ``len(coordinates)`` settings; see :meth:`BlackBox.query_coordinates`.
+
+        On a device built of columns of small blocks (an MZI mesh, U Sigma V), a phase moves
+        one block, and the phases its heater leaks into lie in the same column: each setting's
+        output is then the unperturbed one plus the change of those blocks, carried to the
+        outputs (:mod:`~hybridnet.physical.structure`), O(batch x outputs) a setting instead
+        of a propagation through the whole mesh. Phase noise (every phase moves at every call)
+        and autograd fall back to building the settings. The counts, the detector noise drawn
+        and the outputs (to rounding) are those of the settings queried one by one.
+        """
+        layout = self._layout(params.device)
+        recording = torch.is_grad_enabled() and (x.requires_grad or params.requires_grad or any(
+            buffer.requires_grad for buffer in self.buffers()))
+        if (layout is None or self.phase_noise or recording or self.settings_per_call
+                or x.dim() != 2 or x.shape[1] != self.in_features
+                or params.shape != (self.n_params,)):
+            return super().query_coordinates(x, params, coordinates, step)
+        dtype = torch.promote_types(x.dtype, params.dtype)
+        if not dtype.is_floating_point:
+            dtype = torch.get_default_dtype()
+        x, params = x.to(dtype), params.to(dtype)
+        return self._serve(len(coordinates), len(x), lambda: self._coordinate_outputs(
+            layout, x, params, coordinates, step))
+
+    def _coordinate_outputs(self, layout, x, params, coordinates, step):
+        reference = self.applied_phases(params.unsqueeze(0))[0]
+        rows, phase_index, values = self._moved_phases(reference, params, coordinates, step)
+        tables, blocks = self._column_sites(x, reference)
+        real = self._detects_real_part()
+        y = local_change_outputs(layout, tables, blocks, reference, rows, phase_index, values,
+                                 len(coordinates), real_part=real)
+        if y is None:  # a layout whose leaks cross columns: propagate every setting
+            settings = params.repeat(len(coordinates), 1)
+            settings[torch.arange(len(coordinates)), coordinates] += step
+            y = self._transfer(x.expand(len(settings), -1, -1), self.applied_phases(settings))
+        elif not real:
+            y = self._detect(y)
+        return self._with_detector_noise(y)
+
+    def _moved_phases(self, reference, params, coordinates, step):
+        """The applied phases that move when parameter ``coordinates[r]`` alone moves by
+        ``step``, for every r: ``(rows, phase_index, values)``, the new value of applied phase
+        ``phase_index[q]`` in setting ``rows[q]``.
+
+        :meth:`applied_phases` without phase noise, written for one moved parameter: its DAC
+        level moves, and through crosstalk its neighbours by ``crosstalk`` times the change of
+        its wrapped phase.
+        """
+        before, after = (self._quantized(params[coordinates] + shift) for shift in (0.0, step))
+        rows = torch.arange(len(coordinates), device=params.device)
+        moved = [(rows, coordinates, reference[coordinates] + (after - before))]
+        if self.crosstalk:
+            period = 2 * math.pi
+            leak = self.crosstalk * (torch.remainder(after, period)
+                                     - torch.remainder(before, period))
+            neighbours = self._neighbour_table(params.device)[coordinates]  # (P, most)
+            real = neighbours >= 0
+            row_of = rows.unsqueeze(1).expand_as(neighbours)[real]
+            moved.append((row_of, neighbours[real], reference[neighbours[real]]
+                          + leak.unsqueeze(1).expand_as(neighbours)[real]))
+        return tuple(torch.cat(parts) for parts in zip(*moved, strict=True))
+
+    def _quantized(self, phases):
+        """``phases`` at the DAC's resolution (unchanged for a continuous DAC)."""
+        if self.phase_bits is None:
+            return phases
+        step = self.parameter_resolution
+        return torch.round(phases / step) * step
+
     def _query(self, x, params):
-        y = self._transfer(x, self.applied_phases(params))
+        return self._with_detector_noise(self._transfer(x, self.applied_phases(params)))
+
+    def _with_detector_noise(self, y):
         if self.detector_noise:
             noise = randn(y.shape, self._generator, dtype=y.dtype, device=y.device)
             y = y + self.detector_noise * y.abs() * noise

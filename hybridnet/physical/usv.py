@@ -243,16 +243,82 @@ class USVMesh(PhotonicDevice):
 
         return inputs, probe_settings, stages
 
+    def _site_layout(self):
+        """V's MZIs, then one site per modulator (its attenuator and phase shifter, one column
+        after V's), then U's MZIs; see :meth:`MZIMesh._site_layout`."""
+        k, n_v = self.n_modulators, self.v_mesh.n_params
+        v_sites, v_columns, v_phases = self.v_mesh._site_layout()
+        modulator = torch.arange(k)
+        n_v_sites, modulator_column = n_v // 2, self.v_mesh.n_modes
+        u_sites, u_columns, u_phases = self.u_mesh._site_layout(
+            phase_offset=n_v + 2 * k, site_offset=n_v_sites + k,
+            column_offset=modulator_column + 1)
+        return (torch.cat([v_sites, modulator + n_v_sites, modulator + n_v_sites, u_sites]),
+                torch.cat([v_columns, torch.full((k,), modulator_column), u_columns]),
+                torch.cat([v_phases, torch.stack([modulator, modulator + k], 1) + n_v,
+                           u_phases]))
+
+    def _site_blocks(self, sites, phases):
+        """Transfers (Q, 2, 2) of sites ``sites`` at applied phases (Q, 2): a modulator's
+        ``sin(a / 2) exp(i b)`` in the top left corner, zeros around it."""
+        first_modulator = self.v_mesh.n_params // 2
+        first_u = first_modulator + self.n_modulators
+        in_v, in_u = sites < first_modulator, sites >= first_u
+        modulator = ~(in_v | in_u)
+        cdtype = torch.promote_types(phases.dtype, torch.complex64)
+        blocks = phases.new_zeros((len(sites), 2, 2), dtype=cdtype)
+        blocks[in_v] = self.v_mesh._site_blocks(sites[in_v], phases[in_v])
+        blocks[in_u] = self.u_mesh._site_blocks(sites[in_u] - first_u, phases[in_u])
+        blocks[modulator, 0, 0] = self._modulation(phases[modulator, 0], phases[modulator, 1])
+        return blocks
+
+    def _column_sites(self, x, reference):
+        """The structure's tables at applied phases ``reference`` for inputs ``x``; see
+        :meth:`MZIMesh._column_sites`."""
+        v_phases, attenuation, modulation, u_phases = self._split(reference)
+        k = self.n_modulators
+        field = torch.nn.functional.pad(x, (0, self.v_mesh.n_modes - self.in_features))
+        field = field.to(torch.promote_types(field.dtype, torch.complex64))
+        v_fields, v_output = self.v_mesh._site_fields(field, v_phases)
+        sigma = self._modulation(attenuation, modulation)
+        u_input = torch.nn.functional.pad(v_output[:, :k] * sigma, (0, self.u_mesh.n_modes - k))
+        u_fields, u_output = self.u_mesh._site_fields(u_input, u_phases)
+        read_out = torch.eye(self.u_mesh.n_modes, dtype=field.dtype, device=field.device)
+        u_suffix, u_rows = self.u_mesh._site_suffix(read_out[:self.out_features], u_phases)
+        v_rows = torch.nn.functional.pad(u_rows[:, :k] * sigma,
+                                         (0, self.v_mesh.n_modes - k))
+        v_suffix, _ = self.v_mesh._site_suffix(v_rows, v_phases)
+
+        def one_mode(values):  # (k, n) -> (k, n, 2) with a dark second mode
+            return torch.stack([values, torch.zeros_like(values)], -1)
+
+        fields = torch.cat([v_fields, one_mode(v_output[:, :k].T), u_fields])
+        suffix = torch.cat([v_suffix, one_mode(u_rows[:, :k].T), u_suffix])
+        return (fields, suffix, u_output[:, :self.out_features]), self._site_blocks
+
+    @staticmethod
+    def _modulation(attenuation, modulation):
+        """Each modulator's transmission ``sin(a / 2) exp(i b)``."""
+        transmission = torch.sin(attenuation / 2)
+        return torch.complex(transmission * torch.cos(modulation),
+                             transmission * torch.sin(modulation))
+
+    @staticmethod
+    def _detect(field):
+        """The real part, read by coherent detection."""
+        return field.real
+
+    @staticmethod
+    def _detects_real_part():
+        return True
+
     def _transfer(self, x, phases):
         v_phases, attenuation, modulation, u_phases = self._split(phases)
         k = self.n_modulators
         padded = torch.nn.functional.pad(x, (0, self.v_mesh.n_modes - self.in_features))
         field = self.v_mesh.propagate(
             padded.to(torch.promote_types(padded.dtype, torch.complex64)), v_phases)
-        transmission = torch.sin(attenuation / 2)
-        sigma = torch.complex(transmission * torch.cos(modulation),
-                              transmission * torch.sin(modulation))
-        field = field[..., :k] * sigma.unsqueeze(1)
+        field = field[..., :k] * self._modulation(attenuation, modulation).unsqueeze(1)
         field = torch.nn.functional.pad(field, (0, self.u_mesh.n_modes - k))
         return self.u_mesh.propagate(field, u_phases)[:, :, :self.out_features].real
 
