@@ -1,34 +1,52 @@
-"""Seconds per epoch of in-situ hybrids as a ratio to the all-digital network, same run.
+"""Seconds per epoch of in-situ hybrids as a ratio to the all-digital network, same run; the
+cost of a coordinate-wise (CGE) step over a 64-mode mesh; the BP-free hybrid fit on digits.
 
-HybridNetClassifier at its default settings on scikit-learn's digits (standardised, 75/25
-split): all-digital, then in-situ MZI, MRR and SLM, each trained for a fixed number of epochs.
-The epochs are timed from ``history_`` (per-epoch wall time), the first epoch dropped (it
-includes the surrogate's initial build). Networks are timed in turns, ``--repeats`` rounds,
-and the median taken, because the machines are shared and noisy: only ratios measured in the
-same run are reported.
+Three parts (``--parts``), each measured in one run so that only ratios taken side by side are
+reported (the machines are shared and noisy):
+
+- ``epochs``: a plain PyTorch loop over the all-digital network (Adam, batch 64, nothing
+  else), then HybridNetClassifier at its default settings (``--dataset`` digits, 75/25 split,
+  or MNIST with ``--n-train`` samples): all-digital, then in-situ MZI, MRR, SLM and U Sigma V,
+  each trained for ``--epochs`` epochs, timed from ``history_`` (per-epoch wall time, the
+  first epoch dropped: it includes the surrogate's initial build), in turns for ``--repeats``
+  rounds, the median taken. Writes ``speed.md`` (digits) or ``speed_<dataset>.md``.
+- ``cge``: the network of ``HybridNetClassifier(training="bp_free", tt_rank=4)`` on digits
+  (64 -> TT 64 -> 64 x 64 MZI mesh -> TT 10), batch 32: one CGE step over the mesh's 4,032
+  phases (central differences, 8,064 losses) with the mesh answering from its column structure
+  (the engine), the same step with every setting propagated through the whole mesh (the
+  structure switched off: what a simulator without it pays), and one first-order step
+  (autograd through the simulator, Adam). Medians of ``--repeats`` rounds taken in turns.
+  Writes ``speed_cge.md``.
+- ``fit``: ``HybridNetClassifier(training="bp_free", zo_estimator="hybrid", tt_rank=4,
+  random_state=0).fit`` on digits at its defaults: wall time, epochs, test accuracy. Writes
+  ``speed_bp_free.md``.
 
 Usage::
 
     python benchmarks/speed.py [--epochs 5] [--repeats 3]
-
-Writes ``speed.json`` / ``speed.md`` under ``benchmarks/results/``.
+    python benchmarks/speed.py --parts cge --repeats 7
+    python benchmarks/speed.py --parts fit
 """
 
 import argparse
+import copy
 import json
 import pathlib
 import statistics
+import time
+import warnings
 
 import torch
 from _results import command_line
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
-from sklearn.preprocessing import StandardScaler
+from data import LOADERS
 
 from hybridnet import HybridNetClassifier
+from hybridnet.optim import BatchedLoss
 
 NETWORKS = {"all-digital": None, "MZI in situ": "mzi", "MRR in situ": "mrr",
-            "SLM in situ": "slm"}
+            "SLM in situ": "slm", "USV in situ": "usv"}
+CGE_BATCH = 32
+CGE_STEP = 1e-3
 
 
 def seconds_per_epoch(physical_layer, X, y, epochs):
@@ -40,39 +58,159 @@ def seconds_per_epoch(physical_layer, X, y, epochs):
     return statistics.median(seconds), queries[-1] - queries[0]
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", default="benchmarks/results")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
-    X, y = load_digits(return_X_y=True)
-    X_train, _, y_train, _ = train_test_split(X, y, test_size=0.25, stratify=y, random_state=0)
-    X_train = StandardScaler().fit_transform(X_train)
-    timings = {name: [] for name in NETWORKS}
-    queries = {}
+def plain_loop_seconds(X, y, epochs):
+    """Seconds per epoch of a plain PyTorch loop: the all-digital estimator's network and
+    optimizer (Adam at its default rate, batch 64, shuffled), nothing else."""
+    model = HybridNetClassifier(physical_layer=None, max_iter=1, random_state=0).fit(X, y)
+    network, X, y = model.module_, torch.as_tensor(X), torch.as_tensor(y)
+    optimizer = torch.optim.Adam(network.parameters(), lr=model.learning_rate)
+    generator = torch.Generator().manual_seed(0)
+    seconds = []
+    for _ in range(epochs):
+        start = time.perf_counter()
+        for batch in torch.randperm(len(X), generator=generator).split(model.batch_size):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(network(X[batch]), y[batch]).backward()
+            optimizer.step()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds[1:])
+
+
+def epochs_part(args, command, out):
+    task = LOADERS[args.dataset](n_train=args.n_train)
+    timings = {name: [] for name in ["plain PyTorch loop", *NETWORKS]}
+    queries = {"plain PyTorch loop": 0}
     for _ in range(args.repeats):
+        timings["plain PyTorch loop"].append(plain_loop_seconds(task.X_train, task.y_train,
+                                                                args.epochs))
         for name, device in NETWORKS.items():
-            seconds, queries[name] = seconds_per_epoch(device, X_train, y_train, args.epochs)
+            seconds, queries[name] = seconds_per_epoch(device, task.X_train, task.y_train,
+                                                       args.epochs)
             timings[name].append(seconds)
     digital = statistics.median(timings["all-digital"])
     rows = [{"network": name, "seconds_per_epoch": statistics.median(values),
              "ratio_to_digital": statistics.median(values) / digital,
              "device_queries_per_epoch": queries[name] / (args.epochs - 1)}
             for name, values in timings.items()]
-    command = command_line("speed.py", argv)
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "speed.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
-    lines = [f"# Seconds per epoch on digits (default settings)\n\nCommand: `{command}`\n",
+    lines = [f"# Seconds per epoch on {task.name} (default settings, "
+             f"{len(task.X_train):,} training samples)\n\nCommand: `{command}`\n",
              "| network | seconds per epoch | ratio to all-digital | device queries per epoch |",
              "|---|---|---|---|"]
     lines += [f"| {row['network']} | {row['seconds_per_epoch']:.3f} | "
               f"{row['ratio_to_digital']:.1f} | {row['device_queries_per_epoch']:,.0f} |"
               for row in rows]
-    (out / "speed.md").write_text("\n".join(lines) + "\n")
+    suffix = "" if args.dataset == "digits" else f"_{args.dataset}"
+    write(out, f"speed{suffix}", command, rows, lines)
+
+
+def cge_part(args, command, out):
+    task = LOADERS["digits"]()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # CGE's query-cost warning
+        model = HybridNetClassifier(training="bp_free", zo_estimator="cge", tt_rank=4,
+                                    max_iter=1, batch_size=CGE_BATCH, random_state=0)
+        model.fit(task.X_train[:CGE_BATCH], task.y_train[:CGE_BATCH])
+    network = model.module_
+    layer = model._device_layers()[0]
+    x = torch.as_tensor(task.X_train[:CGE_BATCH])
+    y = torch.as_tensor(task.y_train[:CGE_BATCH])
+    loss = torch.nn.functional.cross_entropy
+    coordinates = torch.arange(layer.params.numel())
+    structured = layer.black_box
+    plain = copy.deepcopy(structured)
+    plain._site_layout = lambda: None  # the same mesh, its structure unknown
+    plain.__dict__.pop("_layout_cache", None)
+
+    def cge_step(device):
+        def step():
+            layer.black_box = device
+            closure = BatchedLoss(network, loss, x, y)
+            for sign in (1, -1):
+                closure.evaluate_coordinates([layer.params], coordinates, sign * CGE_STEP)
+            layer.black_box = structured
+        return step
+
+    optimizer = torch.optim.Adam(network.parameters(), 1e-3)
+
+    def first_order():
+        with layer.using(structured, training="backprop"):
+            optimizer.zero_grad()
+            loss(network(x), y).backward()
+            optimizer.step()
+
+    steps = {"first-order (autograd through the simulator, Adam)": first_order,
+             "CGE over the mesh's phases, from its column structure": cge_step(structured),
+             "CGE over the mesh's phases, every setting propagated": cge_step(plain)}
+    for step in steps.values():  # warm-up: allocations, the first unitary
+        step()
+    before = layer.params.detach().clone()
+    timings = {name: [] for name in steps}
+    for _ in range(args.repeats):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            timings[name].append(time.perf_counter() - start)
+    assert not torch.equal(before, layer.params)  # the first-order steps trained
+    reference = statistics.median(timings[next(iter(steps))])
+    rows = [{"step": name, "seconds": statistics.median(values),
+             "ratio_to_first_order": statistics.median(values) / reference}
+            for name, values in timings.items()]
+    lines = [f"# One step of the BP-free digits network at batch {CGE_BATCH} (64 x 64 MZI mesh, "
+             f"{len(coordinates):,} phases)\n\nCommand: `{command}`\n",
+             "| step | seconds | x first-order |", "|---|---|---|"]
+    lines += [f"| {row['step']} | {row['seconds']:.4f} | {row['ratio_to_first_order']:.1f} |"
+              for row in rows]
+    write(out, "speed_cge", command, rows, lines)
+
+
+def fit_part(args, command, out):
+    task = LOADERS["digits"]()
+    model = HybridNetClassifier(training="bp_free", zo_estimator="hybrid", tt_rank=4,
+                                random_state=0)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(task.X_train, task.y_train)
+    seconds = time.perf_counter() - start
+    row = {"seconds": seconds, "epochs": model.n_iter_,
+           "switched_at": model._switch.switched_at,
+           "accuracy": float(model.score(task.X_test, task.y_test)),
+           "loss_evaluations": int(model._optimizer.n_evaluations),
+           "threads": torch.get_num_threads()}
+    lines = ["# BP-free hybrid fit on digits at its defaults\n",
+             f"`HybridNetClassifier(training=\"bp_free\", zo_estimator=\"hybrid\", tt_rank=4, "
+             f"random_state=0)`, default 64 x 64 MZI mesh. Command: `{command}`\n",
+             "| wall seconds | epochs | switched to CGE after epoch | test accuracy | "
+             "loss evaluations | torch threads |", "|---|---|---|---|---|---|",
+             f"| {seconds:.0f} | {row['epochs']} | {row['switched_at']} | "
+             f"{row['accuracy']:.4f} | {row['loss_evaluations']:,} | {row['threads']} |"]
+    write(out, "speed_bp_free", command, [row], lines)
+
+
+def write(out, name, command, rows, lines):
+    (out / f"{name}.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
+    (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--parts", nargs="+", default=["epochs"],
+                        choices=["epochs", "cge", "fit"])
+    parser.add_argument("--dataset", default="digits", choices=["digits", "mnist"])
+    parser.add_argument("--n-train", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(min(torch.get_num_threads(), args.threads))
+    command = command_line("speed.py", argv)
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    parts = {"epochs": epochs_part, "cge": cge_part, "fit": fit_part}
+    for part in args.parts:
+        parts[part](args, command, out)
 
 
 if __name__ == "__main__":

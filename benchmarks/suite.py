@@ -18,8 +18,8 @@ under ``--out``; ``summary.md`` gathers the tables):
   (b) trained in situ on the chip, (c) trained on a twin calibrated with a few queries
   (``training="calibrated_twin"``), with the device queries of each.
 - ``noise``: in-situ accuracy on digits against detector noise and against phase bits.
-- ``speed``: seconds per epoch of in-situ MZI / MRR / SLM against all-digital on digits at
-  default settings, timed in turns (see ``speed.py``).
+- ``speed``: seconds per epoch of a plain PyTorch loop and of in-situ MZI / MRR / SLM / U Sigma
+  V against all-digital on digits at default settings, timed in turns (see ``speed.py``).
 - ``architectures``: devices inside a character-level transformer (Shakespeare) and a small
   CNN (Fashion-MNIST, MNIST), see ``architectures.py``.
 

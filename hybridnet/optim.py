@@ -453,7 +453,9 @@ class PlateauSwitch:
 
     A plateau is ``patience`` epochs in a row without an improvement of ``threshold`` times
     the best value's magnitude (``|best|``, so scores of either sign work), in the direction
-    ``mode`` says.
+    ``mode`` says. With ``switch_after``, the switch also happens after that many epochs
+    without a plateau: the paper's signRGE phase lasts 10 epochs, by which its decayed rate
+    is a tenth of the base rate.
 
     Parameters
     ----------
@@ -473,6 +475,8 @@ class PlateauSwitch:
         Epochs after the switch at which the rate is multiplied by ``drop_factor``; None never.
     drop_factor : float, default=0.1
         See ``drop_after``.
+    switch_after : int, optional
+        The most epochs before the switch; None: only a plateau switches.
     **settings
         What to switch to (see :meth:`ZerothOrderOptimizer.switch`); default
         ``estimator="cge"``. The paper's CGE: ``coordinate_skip=0.5, update="sgd",
@@ -500,7 +504,7 @@ class PlateauSwitch:
     """
 
     def __init__(self, optimizer, patience=2, threshold=1e-3, lr_factor=1.0, *, mode="min",
-                 decay=1.0, drop_after=None, drop_factor=0.1, **settings):
+                 decay=1.0, drop_after=None, drop_factor=0.1, switch_after=None, **settings):
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         self.optimizer = optimizer
@@ -511,6 +515,7 @@ class PlateauSwitch:
         self.decay = decay
         self.drop_after = drop_after
         self.drop_factor = drop_factor
+        self.switch_after = switch_after
         self.settings = {"estimator": "cge", **settings}
         self.base_lrs = [group["lr"] for group in optimizer.param_groups]
         self.best = math.inf if mode == "min" else -math.inf
@@ -541,7 +546,7 @@ class PlateauSwitch:
                 self.stale = 0
             else:
                 self.stale += 1
-            if self.stale >= self.patience:
+            if self.stale >= self.patience or self.epochs == self.switch_after:
                 self.optimizer.switch(**self.settings)
                 self.switched_at = self.epochs
         for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):

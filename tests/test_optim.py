@@ -183,6 +183,19 @@ def test_plateau_switch_fires_on_a_flat_negative_score():
     assert scores.switched_at == 5
 
 
+def test_plateau_switch_switches_after_its_longest_phase_while_still_improving():
+    optimizer = ZerothOrderOptimizer([torch.zeros(2)], lr=1.0, estimator="sign_rge")
+    switch = PlateauSwitch(optimizer, patience=2, decay=0.8, switch_after=3)
+    for loss in [5.0, 4.0, 3.0]:  # improving every epoch: no plateau
+        assert switch.switched_at is None
+        switch.step(loss)
+    assert switch.switched_at == 3 and optimizer.param_groups[0]["estimator"] == "cge"
+    patient = PlateauSwitch(ZerothOrderOptimizer([torch.zeros(2)], lr=1.0), patience=2)
+    for loss in [5.0, 4.0, 3.0, 2.0, 1.0]:
+        patient.step(loss)
+    assert patient.switched_at is None  # without switch_after only a plateau switches
+
+
 def test_plateau_switch_follows_the_papers_learning_rates():
     optimizer = ZerothOrderOptimizer([torch.zeros(2)], lr=5e-3, estimator="sign_rge")
     switch = PlateauSwitch(optimizer, patience=1, lr_factor=0.2, decay=0.8, drop_after=2,
@@ -227,6 +240,14 @@ def test_hybrid_estimator_switches_on_a_flat_validation_score():
     clf = HybridNetClassifier((8, 8), physical_layer=None, training="bp_free",
                               zo_estimator="hybrid", early_stopping=True, n_iter_no_change=8,
                               max_iter=60, random_state=0).fit(X, y)
-    assert clf.switched_at_ is not None
+    assert clf.switched_at_ is not None and clf.switched_at_ < 10  # a plateau, not the bound
     group = clf._optimizer.param_groups[0]
+    assert (group["estimator"], group["update"]) == ("cge", "adam")  # "auto"
+    assert clf._switch.drop_after is None
+    seed_schedule = HybridNetClassifier((8, 8), physical_layer=None, training="bp_free",
+                                        zo_estimator="hybrid", zo_update="sgd",
+                                        early_stopping=True, n_iter_no_change=8, max_iter=60,
+                                        random_state=0).fit(X, y)
+    group = seed_schedule._optimizer.param_groups[0]
     assert (group["estimator"], group["update"], group["momentum"]) == ("cge", "sgd", 0.9)
+    assert seed_schedule._switch.drop_after == 10  # the seed's x0.1 drop, with its SGD

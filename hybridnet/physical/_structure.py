@@ -12,12 +12,11 @@ field-reuse idea of in-situ photonic training (adjoint fields, Hughes et al., Op
 the current one with one phase moved, and the phases it leaks into (thermal crosstalk) lie in
 the same column.
 
-A simulated device that declares its structure (:meth:`PhotonicDevice._column_sites`) answers a
-request with :func:`local_change_fields` whenever each of its settings differs from the last
-single setting the device applied in one column only; otherwise, and whenever autograd records
-the computation, it propagates every setting. The result is the same computation regrouped
-(equal to rounding), the noise draws are the same, and every setting is still counted: a
-simulator answers faster, a chip would still be queried per setting.
+A simulated device that declares its structure (``PhotonicDevice._site_layout``) answers
+:meth:`~hybridnet.physical.BlackBox.query_coordinates` with :func:`local_change_outputs`. The
+result is the same computation regrouped (equal to rounding), the noise draws are the same, and
+every setting is still counted: a simulator answers faster, a chip would still be queried per
+setting.
 """
 
 import dataclasses

@@ -10,7 +10,8 @@ vectorised computation; a real device driver may take one setting at a time
 (``settings_per_call``), and the request is then served by one device call per setting.
 
 The engine relies on nothing else: ``in_features``, ``out_features``, ``n_params``,
-``initial_params``, calling the box, the flags ``linear`` and ``differentiable``, the
+``initial_params``, calling the box (and :meth:`BlackBox.query_coordinates`, which by default
+calls it), the flags ``linear`` and ``differentiable``, the
 counters ``n_queries`` (input vectors served), ``n_settings`` (parameter settings applied) and
 ``n_calls`` (device invocations), the optional cost model ``settle_time`` and ``vector_time``
 (:attr:`BlackBox.device_seconds`), the

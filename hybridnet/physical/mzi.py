@@ -197,7 +197,7 @@ class MZIMesh(PhotonicDevice):
         return torch.stack([a, b], dim=-1).flatten(-2)
 
     def _site_layout(self, phase_offset=0, site_offset=0, column_offset=0):
-        """The MZIs as sites (see :mod:`~hybridnet.physical.structure`): MZI m owns theta m and
+        """The MZIs as sites (see ``hybridnet.physical._structure``): MZI m owns theta m and
         phi m; repetition r holds columns 2 r (its first N/2 MZIs) and 2 r + 1 (the rest).
         The offsets place the mesh inside a larger device; returns (phase_site, site_column,
         site_phases)."""
@@ -248,7 +248,7 @@ class MZIMesh(PhotonicDevice):
 
     def _column_sites(self, x, reference):
         """The structure's tables at applied phases ``reference`` for inputs ``x`` (batch, n),
-        and the block function (see :func:`~hybridnet.physical.structure.local_change_fields`).
+        and the block function (see ``_structure.local_change_outputs``).
         """
         field = self._padded_field(x)
         fields, output = self._site_fields(field, reference)
@@ -324,19 +324,25 @@ class MZIMesh(PhotonicDevice):
         self._unitary_memo = (phases.clone(), unitary, losses_key)
         return unitary
 
-    def propagate(self, field, phases):
-        """Send complex fields (settings, batch, N) through the mesh at applied ``phases``.
+    def _uses_unitary(self, n_settings, batch):
+        """One setting uses the memoized U, a batch wider than the mesh builds U per setting
+        (cheaper than pushing every input through the columns); the rest propagate column by
+        column."""
+        return n_settings == 1 or batch > self.n_modes
 
-        One setting uses the memoized U, a batch wider than the mesh builds U per setting
-        (cheaper than pushing every input through the columns), the rest propagate column by
-        column.
-        """
-        n_settings, batch, _ = field.shape
-        if n_settings == 1:
-            return field @ self._memoized_unitary(phases).transpose(1, 2)
-        if batch > self.n_modes:
-            return field @ self.unitary(phases).transpose(1, 2)
+    def _unitaries(self, phases):
+        return self._memoized_unitary(phases) if len(phases) == 1 else self.unitary(phases)
+
+    def propagate(self, field, phases):
+        """Send complex fields (settings, batch, N) through the mesh at applied ``phases``
+        (through U when :meth:`_uses_unitary`, else column by column)."""
+        if self._uses_unitary(*field.shape[:2]):
+            return field @ self._unitaries(phases).transpose(1, 2)
         return self._propagate(field, phases)
 
     def _transfer(self, x, phases):
+        if self.output == "real" and self._uses_unitary(*x.shape[:2]):
+            # x is real, so Re(U x) = Re(U) x: one real product, a quarter of the complex one.
+            block = self._unitaries(phases)[:, :self.out_features, :self.in_features]
+            return x @ block.real.transpose(1, 2)
         return self._detect(self.propagate(self._padded_field(x), phases)[:, :, :self.out_features])

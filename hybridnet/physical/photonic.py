@@ -29,8 +29,8 @@ import numbers
 import torch
 
 from .._random import make_generator, randn, spawn_seeds
+from ._structure import SiteLayout, local_change_outputs
 from .base import BlackBox
-from .structure import SiteLayout, local_change_outputs
 
 
 def _check_nonnegative(name, value):
@@ -225,13 +225,13 @@ class PhotonicDevice(BlackBox):
 
     def _site_layout(self):
         """``(phase_site, site_column, site_phases)`` of a device built of columns of small
-        blocks (see :mod:`~hybridnet.physical.structure`), or None (the default): no
+        blocks (see ``hybridnet.physical._structure``), or None (the default): no
         structure. A device that returns a layout also implements ``_column_sites``,
         ``_detect`` and ``_detects_real_part``."""
         return None
 
     def _layout(self, device):
-        """The :class:`~hybridnet.physical.structure.SiteLayout` on ``device``, made once; None
+        """The ``SiteLayout`` on ``device``, made once; None
         without structure."""
         cache = getattr(self, "_layout_cache", None)
         if cache is None or cache[0] != device:
@@ -262,10 +262,26 @@ class PhotonicDevice(BlackBox):
         On a device built of columns of small blocks (an MZI mesh, U Sigma V), a phase moves
         one block, and the phases its heater leaks into lie in the same column: each setting's
         output is then the unperturbed one plus the change of those blocks, carried to the
-        outputs (:mod:`~hybridnet.physical.structure`), O(batch x outputs) a setting instead
+        outputs (``hybridnet.physical._structure``), O(batch x outputs) a setting instead
         of a propagation through the whole mesh. Phase noise (every phase moves at every call)
         and autograd fall back to building the settings. The counts, the detector noise drawn
         and the outputs (to rounding) are those of the settings queried one by one.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Inputs, (batch, in_features).
+        params : torch.Tensor
+            The unperturbed phases, (n_params,).
+        coordinates : torch.Tensor
+            (P,) long: the phase each setting moves.
+        step : float
+            How far it moves (rad).
+
+        Returns
+        -------
+        torch.Tensor
+            (P, batch, out_features).
         """
         layout = self._layout(params.device)
         recording = torch.is_grad_enabled() and (x.requires_grad or params.requires_grad or any(

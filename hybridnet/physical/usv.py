@@ -315,6 +315,14 @@ class USVMesh(PhotonicDevice):
     def _transfer(self, x, phases):
         v_phases, attenuation, modulation, u_phases = self._split(phases)
         k = self.n_modulators
+        n_settings, batch, _ = x.shape
+        if (self.v_mesh._uses_unitary(n_settings, batch)
+                and self.u_mesh._uses_unitary(n_settings, batch)):
+            # M = U Sigma V from the meshes' unitaries; x is real, so Re(M x) = Re(M) x.
+            v = self.v_mesh._unitaries(v_phases)[:, :k, :self.in_features]
+            u = self.u_mesh._unitaries(u_phases)[:, :self.out_features, :k]
+            matrix = (u * self._modulation(attenuation, modulation).unsqueeze(1)) @ v
+            return x @ matrix.real.transpose(1, 2)
         padded = torch.nn.functional.pad(x, (0, self.v_mesh.n_modes - self.in_features))
         field = self.v_mesh.propagate(
             padded.to(torch.promote_types(padded.dtype, torch.complex64)), v_phases)
