@@ -25,12 +25,6 @@ class Served:
         self.served_vectors += x.shape[0] * x.shape[1]
         return super()._query(x, params)
 
-    def _coordinate_outputs(self, layout, x, params, coordinates, step):
-        # An MZI mesh serves coordinate-wise requests (CGE) from its structure.
-        self.served_settings += len(coordinates)
-        self.served_vectors += len(coordinates) * len(x)
-        return super()._coordinate_outputs(layout, x, params, coordinates, step)
-
 
 class ServedMZIMesh(Served, MZIMesh):
     pass

@@ -128,3 +128,22 @@ def test_layer_splits_a_coordinate_request_for_a_one_setting_driver_and_retries(
     moved = layer.query_device_coordinates(torch.ones(1, 2), torch.tensor([1, 0]), 0.5)
     assert moved.tolist() == [[[1.0, 2.5]], [[1.5, 2.0]]]
     assert layer.n_device_retries == 1 and box.n_calls == 3
+
+
+class SquaredMesh(MZIMesh):
+    """A mesh with a non-linear read-out of its own: the structure no longer describes it."""
+
+    def _transfer(self, x, phases):
+        return super()._transfer(x, phases) ** 2
+
+
+def test_a_subclass_that_changes_the_transfer_is_answered_by_its_settings():
+    device = SquaredMesh(4, 4, seed=0)
+    x = torch.randn(3, 4, dtype=torch.float64)
+    params = device.initial_params().double()
+    coordinates = torch.arange(device.n_params)
+    expected = device(x, settings_of(params, coordinates, 0.2))
+    torch.testing.assert_close(device.query_coordinates(x, params, coordinates, 0.2), expected,
+                               rtol=0, atol=0)
+    assert MZIMesh(4, 4)._answers_from_structure() and USVMesh(4, 4)._answers_from_structure()
+    assert not device._answers_from_structure()

@@ -325,17 +325,17 @@ class MZIMesh(PhotonicDevice):
         return unitary
 
     def _uses_unitary(self, n_settings, batch):
-        """One setting uses the memoized U, a batch wider than the mesh builds U per setting
-        (cheaper than pushing every input through the columns); the rest propagate column by
-        column."""
+        """Whether :meth:`propagate` goes through U (see there)."""
         return n_settings == 1 or batch > self.n_modes
 
     def _unitaries(self, phases):
         return self._memoized_unitary(phases) if len(phases) == 1 else self.unitary(phases)
 
     def propagate(self, field, phases):
-        """Send complex fields (settings, batch, N) through the mesh at applied ``phases``
-        (through U when :meth:`_uses_unitary`, else column by column)."""
+        """Send complex fields (settings, batch, N) through the mesh at applied ``phases``:
+        one setting through its memoized U, a batch wider than the mesh through U built per
+        setting (cheaper than pushing every input through the columns), the rest column by
+        column."""
         if self._uses_unitary(*field.shape[:2]):
             return field @ self._unitaries(phases).transpose(1, 2)
         return self._propagate(field, phases)

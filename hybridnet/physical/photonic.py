@@ -40,6 +40,12 @@ def _check_nonnegative(name, value):
     return float(value)
 
 
+# What a structured answer to a coordinate-wise request stands in for (see
+# PhotonicDevice._answers_from_structure).
+STRUCTURE_STANDS_FOR = ("_transfer", "_detect", "_query", "applied_phases",
+                        "_with_detector_noise", "_column_sites", "_site_blocks")
+
+
 class PhotonicDevice(BlackBox):
     """A simulated device whose parameters are phases, with optional non-idealities.
 
@@ -230,12 +236,25 @@ class PhotonicDevice(BlackBox):
         ``_detect`` and ``_detects_real_part``."""
         return None
 
+    def _answers_from_structure(self):
+        """Whether the class that declares the structure also defines everything the structured
+        answer stands in for: a subclass that changes the transfer, the read-out, the phases or
+        the noise (a non-linear read-out on top of a mesh, say) is answered by building the
+        settings and querying them."""
+        mro = type(self).__mro__
+
+        def owner(name):
+            return next((cls for cls in mro if name in vars(cls)), None)
+
+        declared_by = owner("_site_layout")
+        return declared_by is not PhotonicDevice and all(
+            owner(name) in (declared_by, PhotonicDevice) for name in STRUCTURE_STANDS_FOR)
+
     def _layout(self, device):
-        """The ``SiteLayout`` on ``device``, made once; None
-        without structure."""
+        """The ``SiteLayout`` on ``device``, made once; None without structure."""
         cache = getattr(self, "_layout_cache", None)
         if cache is None or cache[0] != device:
-            parts = self._site_layout()
+            parts = self._site_layout() if self._answers_from_structure() else None
             layout = None if parts is None else SiteLayout(*(t.to(device) for t in parts))
             cache = self._layout_cache = (device, layout)
         return cache[1]
@@ -263,8 +282,9 @@ class PhotonicDevice(BlackBox):
         one block, and the phases its heater leaks into lie in the same column: each setting's
         output is then the unperturbed one plus the change of those blocks, carried to the
         outputs (``hybridnet.physical._structure``), O(batch x outputs) a setting instead
-        of a propagation through the whole mesh. Phase noise (every phase moves at every call)
-        and autograd fall back to building the settings. The counts, the detector noise drawn
+        of a propagation through the whole mesh. Phase noise (every phase moves at every call),
+        autograd, and a subclass that changes the transfer, read-out, phases or noise fall back
+        to building the settings. The counts, the detector noise drawn
         and the outputs (to rounding) are those of the settings queried one by one.
 
         Parameters
