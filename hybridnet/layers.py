@@ -40,7 +40,7 @@ from torch import nn
 
 from ._random import make_generator, randn, spawn_seeds
 from .calibration import MeasurementLog
-from .physical.base import BlackBox, BlackBoxError, DeviceTimeoutError
+from .physical.base import BlackBox, BlackBoxError, DeviceTimeoutError, _coordinate_settings
 from .surrogate import UPDATES, LowRankSurrogate
 from .zeroth_order import DISTRIBUTIONS, ESTIMATORS, zo_gradient
 
@@ -660,9 +660,7 @@ class BlackBoxLayer(nn.Module):
         params = self.params.detach()
         size = self.black_box.settings_per_call
         if size is not None and len(coordinates) > size:  # split by query_device
-            settings = params.repeat(len(coordinates), 1)
-            settings[torch.arange(len(coordinates)), coordinates] += step
-            return self.query_device(x, settings)
+            return self.query_device(x, _coordinate_settings(params, coordinates, step))
         return self._query_with_retries(
             lambda: self.black_box.query_coordinates(x, params, coordinates, step))
 

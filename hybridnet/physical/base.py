@@ -422,10 +422,9 @@ class BlackBox(nn.Module, abc.ABC):
         >>> mesh.n_settings  # 2 + 2: the structure saves time, not settings
         4
         """
-        settings = params.reshape(1, -1).repeat(len(coordinates), 1)
-        settings[torch.arange(len(coordinates)), coordinates] += step
         # A copy: a device's answer may be a view of what it keeps, or of x.
-        return self(x, settings).clone()
+        return self(x, _coordinate_settings(params, coordinates, step)).clone()
+
 
     def _check_output(self, y, expected_shape, shown_shape=None):
         """Refuse anything but a finite real tensor of ``expected_shape``.
@@ -456,3 +455,11 @@ class BlackBox(nn.Module, abc.ABC):
     def extra_repr(self):
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
                 f"n_params={self.n_params}")
+
+
+def _coordinate_settings(params, coordinates, step):
+    """The settings of a coordinate-wise request: ``params`` (n_params,) with entry
+    ``coordinates[r]`` moved by ``step`` in row r; (len(coordinates), n_params)."""
+    settings = params.reshape(1, -1).repeat(len(coordinates), 1)
+    settings[torch.arange(len(coordinates)), coordinates] += step
+    return settings

@@ -30,7 +30,7 @@ import torch
 
 from .._random import make_generator, randn, spawn_seeds
 from ._structure import SiteLayout, local_change_outputs
-from .base import BlackBox
+from .base import BlackBox, _coordinate_settings
 
 
 def _check_nonnegative(name, value):
@@ -325,8 +325,7 @@ class PhotonicDevice(BlackBox):
         y = local_change_outputs(layout, tables, blocks, reference, rows, phase_index, values,
                                  len(coordinates), real_part=real)
         if y is None:  # a layout whose leaks cross columns: propagate every setting
-            settings = params.repeat(len(coordinates), 1)
-            settings[torch.arange(len(coordinates)), coordinates] += step
+            settings = _coordinate_settings(params, coordinates, step)
             y = self._transfer(x.expand(len(settings), -1, -1), self.applied_phases(settings))
         elif not real:
             y = self._detect(y)
