@@ -231,18 +231,13 @@ DEEPXDE_BURGERS = "DeepXDE's Burgers example (Adam)"
 DEEPXDE_BURGERS_LBFGS = "DeepXDE's Burgers example (Adam + L-BFGS)"
 
 
-def run_deepxde_burgers():
-    """DeepXDE's own Burgers example (``examples/pinn_forward/Burgers.py``), on t in [0, 1].
+def deepxde_burgers(dde):
+    """DeepXDE's own Burgers example (``examples/pinn_forward/Burgers.py``), on t in [0, 1]:
+    its model, uncompiled, seeded with 0.
 
-    Its network, points, optimiser and steps as published: 2-20-20-20-1 tanh with Glorot
-    normal initialisation, 2,540 interior, 80 boundary and 160 initial points fixed for the
-    whole run, 15,000 Adam steps at 1e-3, then L-BFGS. Scored on the same 10,000 points and
-    Cole-Hopf reference as PINNSolver (its data file is not fetched). Returns the rows after
-    Adam and after L-BFGS.
+    Its network, points and initialisation as published: 2-20-20-20-1 tanh with Glorot normal
+    initialisation, 2,540 interior, 80 boundary and 160 initial points fixed for the whole run.
     """
-    dde = _deepxde()
-    if dde is None:
-        return []
     dde.config.set_random_seed(0)
     nu = problems.BURGERS_VISCOSITY
 
@@ -259,12 +254,23 @@ def run_deepxde_burgers():
     data = dde.data.TimePDE(geometry, pde, [boundary, initial], num_domain=2540,
                             num_boundary=80, num_initial=160)
     net = dde.nn.FNN([2, 20, 20, 20, 1], "tanh", "Glorot normal")
-    model = dde.Model(data, net)
+    return dde.Model(data, net)
+
+
+def run_deepxde_burgers():
+    """:func:`deepxde_burgers` trained as the example does: 15,000 Adam steps at 1e-3, then
+    L-BFGS. Scored on the same 10,000 points and Cole-Hopf reference as PINNSolver (its data
+    file is not fetched). Returns the rows after Adam and after L-BFGS.
+    """
+    dde = _deepxde()
+    if dde is None:
+        return []
+    model = deepxde_burgers(dde)
     reference = problems.burgers_1d()
     X = reference.domain.sample_interior(10000, torch.Generator().manual_seed(12345),
                                          torch.float64).numpy()
     exact = reference.solution(torch.as_tensor(X)).numpy()
-    parameters = sum(p.numel() for p in net.parameters())
+    parameters = sum(p.numel() for p in model.net.parameters())
     per_step = 2540 + 80 + 160
     rows, start = [], time.perf_counter()
     for setup, optimizer, options in ((DEEPXDE_BURGERS, "adam", dict(iterations=15000)),

@@ -20,12 +20,21 @@ reported (the machines are shared and noisy):
 - ``fit``: ``HybridNetClassifier(training="bp_free", zo_estimator="hybrid", tt_rank=4,
   random_state=0).fit`` on digits at its defaults: wall time, epochs, test accuracy. Writes
   ``speed_bp_free.md``.
+- ``pinn``: DeepXDE's Burgers example (its 2-20-20-20-1 tanh network, 2,540 + 80 + 160 points,
+  Adam 1e-3, ``--pinn-steps`` steps; DeepXDE 1.15 on PyTorch, the ``benchmarks`` extra)
+  against ``PINNSolver(problems.burgers_1d(), hidden_layer_sizes=(20, 20, 20),
+  n_collocation=2540, n_boundary=80, max_iter=<the same steps>, random_state=0)``, in turns
+  (who goes first alternates) for ``--repeats`` rounds: wall time from building the model to
+  the end of training on each side, and the relative L2 error of each on the 10,000 reference
+  points of ``benchmarks/pinn.py``. Torch's optimizers import ``torch._dynamo`` on first use
+  (about 2 s); that happens before either side is timed. Writes ``speed_pinn.md``.
 
 Usage::
 
     python benchmarks/speed.py [--epochs 5] [--repeats 3]
     python benchmarks/speed.py --parts cge --repeats 7
     python benchmarks/speed.py --parts fit
+    python benchmarks/speed.py --parts pinn --threads 1 [--pinn-steps 15000]
 """
 
 import argparse
@@ -36,6 +45,7 @@ import statistics
 import time
 import warnings
 
+import numpy as np
 import torch
 from _results import command_line
 from data import LOADERS
@@ -187,6 +197,66 @@ def fit_part(args, command, out):
     write(out, "speed_bp_free", command, [row], lines)
 
 
+def pinn_part(args, command, out):
+    from pinn import _deepxde, deepxde_burgers
+
+    from hybridnet import PINNSolver
+    from hybridnet.pinn import problems
+
+    dde = _deepxde()
+    if dde is None:
+        return
+    reference = problems.burgers_1d()
+    X = reference.domain.sample_interior(10000, torch.Generator().manual_seed(12345),
+                                         torch.float64)
+    exact = reference.solution(X).numpy()
+
+    def error(predicted):
+        return float(np.linalg.norm(predicted.ravel() - exact) / np.linalg.norm(exact))
+
+    def run_deepxde():
+        start = time.perf_counter()
+        model = deepxde_burgers(dde)
+        model.compile("adam", lr=1e-3)
+        model.train(iterations=args.pinn_steps, display_every=1000, verbose=0)
+        return time.perf_counter() - start, error(model.predict(X.float().numpy()))
+
+    def run_pinnsolver():
+        start = time.perf_counter()
+        model = PINNSolver(problems.burgers_1d(), hidden_layer_sizes=(20, 20, 20),
+                           n_collocation=2540, n_boundary=80, max_iter=args.pinn_steps,
+                           random_state=0).fit()
+        return time.perf_counter() - start, error(model.predict(X.numpy()))
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # the lazy import, untimed
+    sides = {"DeepXDE": run_deepxde, "PINNSolver": run_pinnsolver}
+    rows = []
+    for round_ in range(args.repeats):
+        for side in list(sides)[::1 if round_ % 2 == 0 else -1]:
+            seconds, relative_l2 = sides[side]()
+            rows.append({"round": round_, "side": side, "steps": args.pinn_steps,
+                         "seconds": seconds, "relative_l2": relative_l2,
+                         "threads": torch.get_num_threads()})
+            print(rows[-1], flush=True)
+    lines = ["# PINNSolver against DeepXDE on DeepXDE's Burgers example: wall time\n",
+             f"Command: `{command}`. Each round runs both sides one after the other (who goes "
+             "first alternates); seconds from building the model to the end of training.\n",
+             "| round | DeepXDE s | PINNSolver s | PINNSolver / DeepXDE | relative L2 (DeepXDE / "
+             "PINNSolver) |", "|---|---|---|---|---|"]
+    for round_ in range(args.repeats):
+        pair = {row["side"]: row for row in rows if row["round"] == round_}
+        theirs, ours = pair["DeepXDE"], pair["PINNSolver"]
+        lines.append(f"| {round_} | {theirs['seconds']:.1f} | {ours['seconds']:.1f} | "
+                     f"{ours['seconds'] / theirs['seconds']:.3f} | "
+                     f"{theirs['relative_l2']:.3g} / {ours['relative_l2']:.3g} |")
+    totals = {side: sum(row["seconds"] for row in rows if row["side"] == side)
+              for side in sides}
+    lines.append(f"\nAll rounds: PINNSolver / DeepXDE = "
+                 f"{totals['PINNSolver'] / totals['DeepXDE']:.3f} ({args.pinn_steps:,} Adam "
+                 f"steps a side, {rows[0]['threads']} torch thread(s)).")
+    write(out, "speed_pinn", command, rows, lines)
+
+
 def write(out, name, command, rows, lines):
     (out / f"{name}.json").write_text(json.dumps({"command": command, "rows": rows}, indent=1))
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
@@ -196,19 +266,20 @@ def write(out, name, command, rows, lines):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", nargs="+", default=["epochs"],
-                        choices=["epochs", "cge", "fit"])
+                        choices=["epochs", "cge", "fit", "pinn"])
     parser.add_argument("--dataset", default="digits", choices=["digits", "mnist"])
     parser.add_argument("--n-train", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--pinn-steps", type=int, default=15000)
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
     torch.set_num_threads(min(torch.get_num_threads(), args.threads))
     command = command_line("speed.py", argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    parts = {"epochs": epochs_part, "cge": cge_part, "fit": fit_part}
+    parts = {"epochs": epochs_part, "cge": cge_part, "fit": fit_part, "pinn": pinn_part}
     for part in args.parts:
         parts[part](args, command, out)
 

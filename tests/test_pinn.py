@@ -356,6 +356,26 @@ def test_loss_balancing_never_lowers_a_weight_and_none_keeps_them():
     assert fixed.loss_weights_.tolist() == [1.0, 1.0]
 
 
+def test_a_balancing_step_takes_the_gradient_of_the_balanced_loss():
+    # The step reuses the balancing passes' gradients (residual, the conditions' group, the
+    # data group) instead of a backward pass of its own: they must add up to the gradient of
+    # the loss weighted with the factors just moved. Heat has two conditions in one group.
+    pde = problems.heat_1d()
+    X = pde.domain.sample_interior(32, torch.Generator().manual_seed(0), torch.float64).numpy()
+    y = pde.solution(torch.as_tensor(X)).numpy()
+    solver = PINNSolver(pde, hidden_layer_sizes=(8, 8), data_weight=3.0, random_state=0)
+    plan = solver._plan(X, y)
+    loss_module = plan.loss
+    loss_module.balance.copy_(torch.tensor([2.0, 2.0, 5.0]))
+    term_list = loss_module._term_list(*solver._draw(plan))
+    parameters, gradients = solver._balance(loss_module, term_list)
+    assert loss_module.balance.tolist() != [2.0, 2.0, 5.0]
+    loss = torch.stack(term_list) @ loss_module.weights(True)
+    expected = torch.autograd.grad(loss, parameters)
+    for gradient, reference in zip(gradients, expected, strict=True):
+        torch.testing.assert_close(gradient, reference)
+
+
 def test_data_term_and_collocation_points_from_x():
     pde = problems.poisson_2d()
     g = torch.Generator().manual_seed(1)

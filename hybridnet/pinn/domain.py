@@ -158,10 +158,11 @@ class Box:
         areas = np.array([np.prod(np.delete(sides, axis)) for axis in axes])
         choice = torch.multinomial(torch.as_tensor(np.repeat(areas, 2) / 2), n, replacement=True,
                                    generator=generator)
-        for index, axis in enumerate(axes):
-            for side, value in enumerate((self.lower[axis], self.upper[axis])):
-                points[choice == 2 * index + side, axis] = float(value)
-        return points
+        # Face 2 i + s is side s (0: lower, 1: upper) of space axis axes[i].
+        faces = torch.as_tensor(np.stack([self.lower[axes], self.upper[axes]], axis=1).ravel(),
+                                dtype=dtype)
+        columns = torch.as_tensor(axes)[choice // 2]
+        return points.scatter_(1, columns[:, None], faces[choice][:, None])
 
     def sample_time_slice(self, n, generator, at="initial", dtype=torch.float32):
         """``n`` points uniform on the initial (``t = lower``) or terminal (``t = upper``) slice.

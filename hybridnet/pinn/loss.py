@@ -287,7 +287,8 @@ class PINNLoss(nn.Module):
             values = u.reshape(len(x), -1, *u.shape[1:])
             pieces.append(backend.from_values(values, x, n, space_axes) if derivatives
                           else backend.values_from(values, x, n))
-        return self._terms(pieces, collocation, condition_draws, data_y, coefficients)
+        return torch.stack(self._terms(pieces, collocation, condition_draws, data_y,
+                                       coefficients))
 
     def terms(self, collocation, noise, condition_draws, data_x=None, data_y=None):
         """The unweighted loss terms: each equation's mean squared residual, then each
@@ -298,6 +299,12 @@ class PINNLoss(nn.Module):
         torch.Tensor
             Shape ``(n_equations + len(pde.conditions) + (data_x is not None),)``.
         """
+        return torch.stack(self._term_list(collocation, noise, condition_draws, data_x, data_y))
+
+    def _term_list(self, collocation, noise, condition_draws, data_x=None, data_y=None):
+        """:meth:`terms` as a list of 0-d tensors. The gradient of one of them runs backward
+        through its own graph only; through the stacked tensor it would also run through
+        every other term's graph (with zeros), the residual's second derivatives included."""
         space_axes = self.pde.domain.space_axes
         pieces = [self.backend.evaluate(self.field, x, n, space_axes) if derivatives
                   else self.values(x, n)
@@ -306,7 +313,8 @@ class PINNLoss(nn.Module):
         return self._terms(pieces, collocation, condition_draws, data_y)
 
     def _terms(self, pieces, collocation, condition_draws, data_y, coefficients=None):
-        """The terms from each use's :class:`Derivatives` or values, in :meth:`_uses` order."""
+        """The terms (a list) from each use's :class:`Derivatives` or values, in :meth:`_uses`
+        order."""
         parameters = dict(self.coefficients) if coefficients is None else coefficients
         for piece in pieces:
             if isinstance(piece, Derivatives):  # the conditions' residuals may read them too
@@ -320,7 +328,7 @@ class PINNLoss(nn.Module):
             terms.append(condition.residual(points, u, d, self.pde.domain).square().mean())
         if data_y is not None:
             terms.append(_data_term(pieces[-1], data_y))
-        return torch.stack(terms)
+        return terms
 
     def _equation_count(self):
         if not self.n_equations:
