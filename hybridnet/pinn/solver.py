@@ -988,12 +988,17 @@ class PINNSolver(RegressorMixin, BaseEstimator):
                                              for i in group))
             return norm(groups[group[0]])
 
+        def weighted_sum(gradient, extra, factor):
+            if extra is None:
+                return gradient
+            return factor * extra if gradient is None else gradient + factor * extra
+
         self._move_balance(loss_module, len(term_list), norm(residual), group_norm)
         total = list(residual)
         for first, grads in groups.items():
             factor = loss_module.balance[first].to(term_list[0].dtype)
-            total = [g if extra is None else factor * extra if g is None else g + factor * extra
-                     for g, extra in zip(total, grads, strict=True)]
+            total = [weighted_sum(gradient, extra, factor)
+                     for gradient, extra in zip(total, grads, strict=True)]
         return parameters, total
 
     def _move_balance(self, loss_module, n_terms, residual, group_norm):
