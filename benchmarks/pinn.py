@@ -257,6 +257,15 @@ def deepxde_burgers(dde):
     return dde.Model(data, net)
 
 
+def burgers_test_points():
+    """The 10,000 points (float64, seed 12345) Burgers' DeepXDE-budget runs are scored at, and
+    the Cole-Hopf reference there (numpy)."""
+    reference = problems.burgers_1d()
+    X = reference.domain.sample_interior(10000, torch.Generator().manual_seed(12345),
+                                         torch.float64)
+    return X, reference.solution(X).numpy()
+
+
 def run_deepxde_burgers():
     """:func:`deepxde_burgers` trained as the example does: 15,000 Adam steps at 1e-3, then
     L-BFGS. Scored on the same 10,000 points and Cole-Hopf reference as PINNSolver (its data
@@ -266,10 +275,8 @@ def run_deepxde_burgers():
     if dde is None:
         return []
     model = deepxde_burgers(dde)
-    reference = problems.burgers_1d()
-    X = reference.domain.sample_interior(10000, torch.Generator().manual_seed(12345),
-                                         torch.float64).numpy()
-    exact = reference.solution(torch.as_tensor(X)).numpy()
+    X, exact = burgers_test_points()
+    X = X.numpy()
     parameters = sum(p.numel() for p in model.net.parameters())
     per_step = 2540 + 80 + 160
     rows, start = [], time.perf_counter()

@@ -198,7 +198,7 @@ def fit_part(args, command, out):
 
 
 def pinn_part(args, command, out):
-    from pinn import _deepxde, deepxde_burgers
+    from pinn import _deepxde, burgers_test_points, deepxde_burgers
 
     from hybridnet import PINNSolver
     from hybridnet.pinn import problems
@@ -206,10 +206,7 @@ def pinn_part(args, command, out):
     dde = _deepxde()
     if dde is None:
         return
-    reference = problems.burgers_1d()
-    X = reference.domain.sample_interior(10000, torch.Generator().manual_seed(12345),
-                                         torch.float64)
-    exact = reference.solution(X).numpy()
+    X, exact = burgers_test_points()
 
     def error(predicted):
         return float(np.linalg.norm(predicted.ravel() - exact) / np.linalg.norm(exact))

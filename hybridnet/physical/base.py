@@ -425,7 +425,6 @@ class BlackBox(nn.Module, abc.ABC):
         # A copy: a device's answer may be a view of what it keeps, or of x.
         return self(x, _coordinate_settings(params, coordinates, step)).clone()
 
-
     def _check_output(self, y, expected_shape, shown_shape=None):
         """Refuse anything but a finite real tensor of ``expected_shape``.
 
