@@ -23,9 +23,10 @@ Three sides per example:
   and of ``n_boundary`` points *per condition* every step, conditions of weight 1 with
   gradient-norm loss balancing (``loss_balancing="auto"``), autograd derivatives, float32,
   torch's default initialisation of the linear layers, L-BFGS (where the example has it) in
-  rounds of 1,000 iterations on a fresh draw of points each. The example's loss weights,
-  learning rate, decay, initializer and network extras (Fourier features) are not carried
-  over: that is the comparison.
+  rounds of 1,000 iterations on a fresh draw of points each. The example's loss weights are
+  part of the problem as it is posed, so they are carried over as the conditions' ``weight=``
+  (see below; the balancing then only ever raises them); its learning rate, decay,
+  initializer and network extras (Fourier features) are not: that is the comparison.
 - ``hybridnet-defaults``: ``PINNSolver(pde, max_iter=<the same Adam steps>, lbfgs_iter=<the
   same L-BFGS budget>, random_state=seed)``: 64-64 tanh, 256 interior points and 128 per
   condition per step.
@@ -76,7 +77,11 @@ hybridnet poses each problem with its public API: the built-in ``problems.kovasz
 ``problems.helmholtz_hole(1)`` and ``problems.wave_1d(10.0)``, and ``PDE(...)`` with
 ``Interval``, ``Polygon``, ``Rectangle``, ``Box``, ``DirichletBC``, ``PeriodicBC``, ``RobinBC``,
 ``InitialCondition`` and ``input_transform`` for the others (Laplace_disk in DeepXDE's polar
-form, with its features as ``input_transform``). Every condition has weight 1.
+form, with its features as ``input_transform``). Each condition has the example's loss weight
+(``Case.condition_weights``), on both PINNSolver sides: 100 on each of Beltrami_flow's six;
+100 on Helmholtz_Neumann_2d_hole's square and 10 on its hole. The others weigh every term 1,
+except wave_1d, whose weights DeepXDE sets from its initial losses (no PINNSolver counterpart:
+its conditions keep weight 1).
 
 DeepXDE 1.15's PyTorch back end has no ``STMsFFN`` (it arrived after 1.15, lululxvi/deepxde
 #2047); wave_1d's DeepXDE side uses ``dde.nn.STMsFFN`` where present and otherwise a copy of
@@ -100,6 +105,7 @@ PINNSolver's sides also resume inside a row, from the checkpoint they save every
 """
 
 import argparse
+import copy
 import hashlib
 import json
 import math
@@ -159,6 +165,8 @@ class Case:
     gauge: dict = field(default_factory=dict)
     note: str = ""
     plot_xy: callable = None  # test_x -> (n, 2) plotting coordinates
+    # The example's loss weights of the conditions, in the order of hybridnet's PDE; None: 1.
+    condition_weights: tuple = None
 
     @property
     def hidden(self):
@@ -394,7 +402,7 @@ def beltrami_flow():
                 dict(num_domain=50000, num_boundary=5000, num_initial=5000, num_test=10000),
                 30000, lbfgs=True,
                 training=dict(lr=1e-3, loss_weights=[1] * 4 + [100] * 6),
-                scored=(0, 1, 2), gauge={3: 3},
+                scored=(0, 1, 2), gauge={3: 3}, condition_weights=(100.0,) * 6,
                 note="no condition pins p (the example scores u, v, w): p is compared up to "
                      "a function of t")
 
@@ -585,7 +593,8 @@ def helmholtz_neumann_2d_hole():
                 [2, 350, 350, 350, 1], "sin", "Glorot uniform",
                 dict(num_domain=nx_train**2, num_boundary=16 * nx_train,
                      num_test=nx_test**2), 5000,
-                training=dict(lr=1e-3, loss_weights=[1, 10, 100]))
+                training=dict(lr=1e-3, loss_weights=[1, 10, 100]),
+                condition_weights=(100.0, 10.0))  # hybridnet's order: square, hole
 
 
 # ----------------------------------------------------------------------------- wave 1-D
@@ -790,6 +799,8 @@ def budget(case, scale):
 
 def settings_of(case, side, steps, lbfgs, seed):
     """What identifies a row's run (a row with other settings is run again)."""
+    weights = {} if case.condition_weights is None else \
+        {"condition_weights": list(case.condition_weights)}
     if side == "deepxde":
         return dict(library="deepxde", network=list(case.layers), activation=case.activation,
                     initializer=case.initializer, points=dict(case.points),
@@ -799,9 +810,9 @@ def settings_of(case, side, steps, lbfgs, seed):
         return dict(library="hybridnet", hidden_layer_sizes=list(case.hidden),
                     activation=case.activation, n_collocation=case.points["num_domain"],
                     n_boundary=case.points["num_boundary"], max_iter=steps, lbfgs_iter=lbfgs,
-                    random_state=seed)
+                    random_state=seed, **weights)
     return dict(library="hybridnet", defaults=True, max_iter=steps, lbfgs_iter=lbfgs,
-                random_state=seed)
+                random_state=seed, **weights)
 
 
 def run_deepxde(case, steps, lbfgs, seed):
@@ -885,12 +896,30 @@ def run_hybridnet(case, pde, side, steps, lbfgs, seed, clock):
             "points": "fresh draw every step, n_boundary per condition"}}
 
 
+def _with_condition_weights(pde, weights):
+    """``pde`` posed again with its conditions weighing ``weights``."""
+    from hybridnet.pinn import PDE
+
+    if len(weights) != len(pde.conditions):
+        raise ValueError(f"{len(weights)} condition weights for {len(pde.conditions)} "
+                         "conditions")
+    conditions = [copy.copy(condition) for condition in pde.conditions]
+    for condition, weight in zip(conditions, weights, strict=True):
+        condition.weight = float(weight)
+    return PDE(pde.domain, pde.residual, conditions, solution=pde.solution,
+               output_transform=pde.output_transform, parameters=pde.parameters,
+               input_transform=pde.input_transform, n_outputs=pde.n_outputs)
+
+
 def hybridnet_ready(case):
     """The hybridnet PDE, or ``Skip`` saying what is missing.
 
-    Builds the problem and trains it 2 steps (``check_pinnsolver_trains``)."""
+    Builds the problem, gives its conditions the example's loss weights, and trains it 2 steps
+    (``check_pinnsolver_trains``)."""
     try:
         pde = case.hybridnet()
+        if case.condition_weights is not None:
+            pde = _with_condition_weights(pde, case.condition_weights)
         check_pinnsolver_trains(pde, case.test_x, len(case.components))
     except Exception as error:
         raise Skip(f"hybridnet cannot pose or train it ({type(error).__name__}: "
