@@ -212,7 +212,7 @@ def run_deepxde(steps):
     model = dde.Model(data, net)
     # PINNSolver's default schedule: 1e-2 decayed exponentially to a twentieth.
     rate = LEARNING_RATES["backprop"]
-    model.compile("adam", lr=rate, decay=("step", 1, DECAY_TO ** (1 / steps)))
+    model.compile("adam", lr=rate, decay=("step", 1, DECAY_TO["exponential"] ** (1 / steps)))
     resampler = dde.callbacks.PDEPointResampler(period=1)
     start = time.perf_counter()
     model.train(iterations=steps, callbacks=[resampler], display_every=steps)

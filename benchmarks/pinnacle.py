@@ -26,11 +26,12 @@ wall times are comparable:
   weight 1, Adam at a constant 1e-3.
 - ``hybridnet``: ``PINNSolver`` run as a user would at the same settings:
   ``PINNSolver(pde, hidden_layer_sizes=(100,) * 5, activation="tanh", n_collocation=8192,
-  n_boundary=2048, max_iter=steps, learning_rate=1e-3, random_state=seed)``. Everything else
+  n_boundary=2048, max_iter=steps, learning_rate=1e-3, learning_rate_schedule="constant",
+  random_state=seed)``: PINNacle's constant rate (rows before that option decayed it
+  exponentially from 1e-3 to 5e-5 over the steps, PINNSolver's default). Everything else
   is PINNSolver's default, namely: autograd derivatives, float32; a fresh uniform draw of the
   8,192 interior points and of 2,048 points *per condition* every step (DeepXDE keeps one draw
-  and shares its 2,048 boundary points among the conditions); the learning rate decayed
-  exponentially from 1e-3 to 5e-5 over the steps; ``loss_balancing="auto"``, which is
+  and shares its 2,048 boundary points among the conditions); ``loss_balancing="auto"``, which is
   gradient-norm balancing of the conditions against the residual (one factor for all
   conditions, re-estimated every 10 steps, only ever raising their weight);
   ``sampling="uniform"`` (no RAD); ``lbfgs_iter=0`` (no L-BFGS). Systems sum the mean squared
@@ -642,7 +643,8 @@ def settings_of(case, side, steps, seed):
     if side == "hybridnet":
         return dict(library="hybridnet", hidden_layer_sizes=list(HIDDEN), activation="tanh",
                     n_collocation=case.points["domain"], n_boundary=case.points["boundary"],
-                    learning_rate=LEARNING_RATE, max_iter=steps, random_state=seed)
+                    learning_rate=LEARNING_RATE, learning_rate_schedule="constant",
+                    max_iter=steps, random_state=seed)
     return dict(library="hybridnet", defaults=True, max_iter=steps, random_state=seed)
 
 
@@ -678,7 +680,8 @@ def pinnsolver_options(case, side, steps, seed):
     if side == "hybridnet":
         return dict(hidden_layer_sizes=HIDDEN, activation="tanh",
                     n_collocation=case.points["domain"], n_boundary=case.points["boundary"],
-                    max_iter=steps, learning_rate=LEARNING_RATE, random_state=seed)
+                    max_iter=steps, learning_rate=LEARNING_RATE,
+                    learning_rate_schedule="constant", random_state=seed)
     return dict(max_iter=steps, random_state=seed)
 
 
@@ -697,7 +700,7 @@ def run_hybridnet(case, pde, side, steps, seed, out):
              "defaults_in_effect": {
                  "derivatives": solver.derivatives, "loss_balancing": solver.loss_balancing,
                  "sampling": solver.sampling, "lbfgs_iter": solver.lbfgs_iter,
-                 "learning_rate_decay": "exponential to 1/20 over max_iter",
+                 "learning_rate_schedule": solver.learning_rate_schedule,
                  "points": "fresh draw every step, n_boundary per condition"}}
     if len(case.components) == 1:
         try:

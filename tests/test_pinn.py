@@ -376,6 +376,37 @@ def test_a_balancing_step_takes_the_gradient_of_the_balanced_loss():
         torch.testing.assert_close(gradient, reference)
 
 
+@pytest.mark.parametrize("schedule, final_fraction", [("exponential", 1 / 20), ("constant", 1.0)])
+def test_learning_rate_schedule_sets_the_rate_of_every_adam_step(monkeypatch, schedule,
+                                                                 final_fraction):
+    rates = []
+    adam_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        rates.append(self.param_groups[0]["lr"])
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    PINNSolver(problems.poisson_2d(), hidden_layer_sizes=(8,), n_collocation=16, n_boundary=8,
+               max_iter=40, learning_rate=3e-3, learning_rate_schedule=schedule,
+               random_state=0).fit()
+    # Step t (from 0) runs at lr * fraction ** (t / max_iter): exponential decay to the
+    # fraction at max_iter, reached after the last step.
+    expected = 3e-3 * final_fraction ** (np.arange(40) / 40)
+    np.testing.assert_allclose(rates, expected, rtol=1e-9)
+
+
+def test_learning_rate_schedule_constant_keeps_the_bp_free_rate():
+    solver = PINNSolver(problems.poisson_2d(), hidden_layer_sizes=(8,), tt_rank=2,
+                        training="bp_free", derivatives="finite_difference", zo_estimator="rge",
+                        n_collocation=16, n_boundary=8,
+                        max_iter=5, learning_rate=2e-2, learning_rate_schedule="constant",
+                        random_state=0).fit()
+    assert solver._zo_optimizer.param_groups[0]["lr"] == pytest.approx(2e-2, rel=1e-12)
+    with pytest.raises(ValueError, match="learning_rate_schedule"):
+        PINNSolver(problems.poisson_2d(), learning_rate_schedule="cosine").fit()
+
+
 def test_data_term_and_collocation_points_from_x():
     pde = problems.poisson_2d()
     g = torch.Generator().manual_seed(1)
