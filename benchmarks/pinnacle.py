@@ -31,8 +31,8 @@ wall times are comparable:
   exponentially from 1e-3 to 5e-5 over the steps, PINNSolver's default). Everything else
   is PINNSolver's default, namely: autograd derivatives, float32; a fresh uniform draw of the
   8,192 interior points and of 2,048 points *per condition* every step (DeepXDE keeps one draw
-  and shares its 2,048 boundary points among the conditions); ``loss_balancing="auto"``, which is
-  gradient-norm balancing of the conditions against the residual (one factor for all
+  and shares its 2,048 boundary points among the conditions); ``loss_balancing="auto"``, which
+  is gradient-norm balancing of the conditions against the residual (one factor for all
   conditions, re-estimated every 10 steps, only ever raising their weight);
   ``sampling="uniform"`` (no RAD); ``lbfgs_iter=0`` (no L-BFGS). Systems sum the mean squared
   residuals of their equations (as DeepXDE's terms of weight 1 do).

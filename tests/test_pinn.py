@@ -399,9 +399,8 @@ def test_learning_rate_schedule_sets_the_rate_of_every_adam_step(monkeypatch, sc
 def test_learning_rate_schedule_constant_keeps_the_bp_free_rate():
     solver = PINNSolver(problems.poisson_2d(), hidden_layer_sizes=(8,), tt_rank=2,
                         training="bp_free", derivatives="finite_difference", zo_estimator="rge",
-                        n_collocation=16, n_boundary=8,
-                        max_iter=5, learning_rate=2e-2, learning_rate_schedule="constant",
-                        random_state=0).fit()
+                        n_collocation=16, n_boundary=8, max_iter=5, learning_rate=2e-2,
+                        learning_rate_schedule="constant", random_state=0).fit()
     assert solver._zo_optimizer.param_groups[0]["lr"] == pytest.approx(2e-2, rel=1e-12)
     with pytest.raises(ValueError, match="learning_rate_schedule"):
         PINNSolver(problems.poisson_2d(), learning_rate_schedule="cosine").fit()

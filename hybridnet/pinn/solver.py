@@ -223,7 +223,8 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         ``max_iter`` (the defaults' measurements in doc/pinn.md are with it); "constant" keeps
         it, as DeepXDE without ``decay`` and PINNacle's protocol do. A decay set by
         ``max_iter`` slows a short run: on PINNacle's Burgers1D (its settings, 1,000 Adam steps
-        from 1e-3) the constant rate reached 0.335 relative L2 against 0.416 with the decay.
+        from 1e-3; ``benchmarks/pinnacle.py --steps-scale 0.05``) the constant rate reached
+        0.396 L2RE against 0.460 with the decay.
     lbfgs_iter : int, default=0
         L-BFGS iterations after Adam (first-order training with a deterministic back end), in
         rounds of 1,000 on a fresh draw of points each (drawn as ``sampling`` says); a round
