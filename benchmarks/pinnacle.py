@@ -25,10 +25,12 @@ wall times are comparable:
   points for time-dependent problems, as PINNacle's ``training_points()``), every loss term of
   weight 1, Adam at a constant 1e-3.
 - ``hybridnet``: ``PINNSolver`` run as a user would at the same settings:
-  ``PINNSolver(pde, hidden_layer_sizes=(100,) * 5, activation="tanh", n_collocation=8192,
-  n_boundary=2048, max_iter=steps, learning_rate=1e-3, learning_rate_schedule="constant",
-  random_state=seed)``: PINNacle's constant rate (rows before that option decayed it
-  exponentially from 1e-3 to 5e-5 over the steps, PINNSolver's default). Everything else
+  ``PINNSolver(pde, hidden_layer_sizes=(100,) * 5, activation="tanh",
+  initializer="glorot_normal", n_collocation=8192, n_boundary=2048, max_iter=steps,
+  learning_rate=1e-3, learning_rate_schedule="constant", random_state=seed)``: PINNacle's
+  Glorot-normal initialisation and constant rate (rows before those options had torch's
+  initialisation and decayed the rate exponentially from 1e-3 to 5e-5 over the steps,
+  PINNSolver's defaults then). Everything else
   is PINNSolver's default, namely: autograd derivatives, float32; a fresh uniform draw of the
   8,192 interior points and of 2,048 points *per condition* every step (DeepXDE keeps one draw
   and shares its 2,048 boundary points among the conditions); ``loss_balancing="auto"``, which
@@ -641,10 +643,8 @@ def settings_of(case, side, steps, seed):
                     points={**case.points, "resampled": False,
                             "distribution": "Hammersley"})
     if side == "hybridnet":
-        return dict(library="hybridnet", hidden_layer_sizes=list(HIDDEN), activation="tanh",
-                    n_collocation=case.points["domain"], n_boundary=case.points["boundary"],
-                    learning_rate=LEARNING_RATE, learning_rate_schedule="constant",
-                    max_iter=steps, random_state=seed)
+        options = pinnsolver_options(case, side, steps, seed)
+        return dict(library="hybridnet", **{**options, "hidden_layer_sizes": list(HIDDEN)})
     return dict(library="hybridnet", defaults=True, max_iter=steps, random_state=seed)
 
 
@@ -678,7 +678,7 @@ def run_deepxde(case, steps, seed, out):
 
 def pinnsolver_options(case, side, steps, seed):
     if side == "hybridnet":
-        return dict(hidden_layer_sizes=HIDDEN, activation="tanh",
+        return dict(hidden_layer_sizes=HIDDEN, activation="tanh", initializer="glorot_normal",
                     n_collocation=case.points["domain"], n_boundary=case.points["boundary"],
                     max_iter=steps, learning_rate=LEARNING_RATE,
                     learning_rate_schedule="constant", random_state=seed)

@@ -45,6 +45,50 @@ class Sine(nn.Module):
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "logistic": nn.Sigmoid,
                "identity": nn.Identity, "sin": Sine}
+INITIALIZERS = ("torch", "glorot_normal", "glorot_uniform")
+
+
+def initialize_linear_layers(module, initializer):
+    """Re-initialise every ``nn.Linear`` inside ``module`` in place; returns ``module``.
+
+    "torch" leaves PyTorch's own initialisation (weights and biases uniform within
+    ``1 / sqrt(fan_in)``); "glorot_normal" and "glorot_uniform" draw the weights from Glorot
+    (Xavier) distributions, variance ``2 / (fan_in + fan_out)``, and zero the biases: the
+    initialisations of DeepXDE's ``FNN`` and of PINNacle's protocol. Tensor-train and device
+    layers keep their own initialisation. Draws from torch's global RNG.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The network.
+    initializer : {"torch", "glorot_normal", "glorot_uniform"}
+        The initialisation.
+
+    Returns
+    -------
+    torch.nn.Module
+        ``module``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from hybridnet.network import build_mlp, initialize_linear_layers
+    >>> _ = torch.manual_seed(0)
+    >>> net = initialize_linear_layers(build_mlp(2, 1, (400, 400), "tanh"), "glorot_normal")
+    >>> round(net[2].weight.std().item(), 2), net[2].bias.abs().max().item()  # sqrt(2/800)
+    (0.05, 0.0)
+    """
+    if initializer not in INITIALIZERS:
+        raise ValueError(f"initializer must be one of {INITIALIZERS}, got {initializer!r}")
+    if initializer == "torch":
+        return module
+    draw = nn.init.xavier_normal_ if initializer == "glorot_normal" else nn.init.xavier_uniform_
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            draw(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+    return module
 
 
 def default_physical_positions(n_maps):

@@ -406,6 +406,38 @@ def test_learning_rate_schedule_constant_keeps_the_bp_free_rate():
         PINNSolver(problems.poisson_2d(), learning_rate_schedule="cosine").fit()
 
 
+@pytest.mark.parametrize("initializer", ["torch", "glorot_normal", "glorot_uniform"])
+def test_initializer_draws_the_built_networks_weights(initializer):
+    # A rate of 1e-30 leaves the initial network in place through the one Adam step.
+    solver = PINNSolver(problems.poisson_2d(), hidden_layer_sizes=(256, 256),
+                        initializer=initializer, n_collocation=8, n_boundary=4, max_iter=1,
+                        learning_rate=1e-30, random_state=0).fit()
+    hidden = solver.module_[2]  # the 256 x 256 map
+    fan_sum = 512
+    weights, biases = hidden.weight.detach(), hidden.bias.detach()
+    if initializer == "torch":  # U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and biases
+        assert weights.std().item() == pytest.approx(1 / math.sqrt(3 * 256), rel=0.03)
+        assert biases.abs().max().item() > 0.03
+        return
+    assert weights.std().item() == pytest.approx(math.sqrt(2 / fan_sum), rel=0.03)
+    assert biases.abs().max().item() < 1e-25
+    if initializer == "glorot_uniform":
+        assert weights.abs().max().item() <= math.sqrt(6 / fan_sum)
+    else:  # a normal's tails reach past the uniform's bound
+        assert weights.abs().max().item() > math.sqrt(6 / fan_sum)
+
+
+def test_initializer_leaves_a_given_module_and_is_validated():
+    network = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    solver = PINNSolver(problems.poisson_2d(), module=network, initializer="glorot_normal",
+                        n_collocation=8, n_boundary=4, max_iter=1, learning_rate=1e-30,
+                        random_state=0).fit()
+    for given, trained in zip(network.parameters(), solver.module_.parameters(), strict=True):
+        torch.testing.assert_close(trained.detach(), given.detach())
+    with pytest.raises(ValueError, match="initializer"):
+        PINNSolver(problems.poisson_2d(), initializer="he_normal").fit()
+
+
 def test_data_term_and_collocation_points_from_x():
     pde = problems.poisson_2d()
     g = torch.Generator().manual_seed(1)

@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._random import spawn_seeds
 from ..estimators import RESUMABLE_CHANGES, _fingerprint, _normalized
-from ..network import ACTIVATIONS, DEVICES, build_mlp
+from ..network import ACTIVATIONS, DEVICES, INITIALIZERS, build_mlp, initialize_linear_layers
 from ..optim import BatchedLoss, PlateauSwitch, ZerothOrderOptimizer
 from ..perturbation import Workspace
 from ..physical import BlackBox
@@ -165,6 +165,14 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         Hidden widths of the network.
     activation : {"tanh", "sin", "relu", "logistic", "identity"}, default="tanh"
         Activation of the hidden layers (must be twice differentiable for the residual).
+    initializer : {"torch", "glorot_normal", "glorot_uniform"}, default="torch"
+        Initialisation of the built network's linear layers (not of ``module``, nor of TT or
+        device layers): PyTorch's own, or Glorot weights with zero biases as DeepXDE's
+        ``FNN`` and PINNacle's protocol draw them; see
+        :func:`~hybridnet.network.initialize_linear_layers`. At the default rate Glorot-normal
+        is 1.6-5.6x worse on every built-in problem (doc/pinn.md, "Training"); at PINNacle's
+        settings (Adam at a constant 1e-3, 1,000 steps) it took PoissonBoltzmann2D from 0.194
+        to 0.082 L2RE but NS2D_LidDriven from 0.392 to 0.491.
     derivatives : {"autograd", "finite_difference", "stein", "sparse_grid"}, default="autograd"
         Derivative back end, see :mod:`hybridnet.pinn.derivatives`.
     smoothing : float, optional
@@ -222,9 +230,10 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         "exponential" decays the rate exponentially to a twentieth of ``learning_rate`` at
         ``max_iter`` (the defaults' measurements in doc/pinn.md are with it); "constant" keeps
         it, as DeepXDE without ``decay`` and PINNacle's protocol do. A decay set by
-        ``max_iter`` slows a short run: on PINNacle's Burgers1D (its settings, 1,000 Adam steps
-        from 1e-3; ``benchmarks/pinnacle.py --steps-scale 0.05``) the constant rate reached
-        0.396 L2RE against 0.460 with the decay.
+        ``max_iter`` slows a short run: on PINNacle's Burgers1D (its settings with torch's
+        initialisation, 1,000 Adam steps from 1e-3; ``benchmarks/pinnacle.py --steps-scale
+        0.05`` before its ``initializer``) the constant rate reached 0.396 L2RE against 0.460
+        with the decay.
     lbfgs_iter : int, default=0
         L-BFGS iterations after Adam (first-order training with a deterministic back end), in
         rounds of 1,000 on a fresh draw of points each (drawn as ``sampling`` says); a round
@@ -344,6 +353,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         "pde": [PDE],
         "hidden_layer_sizes": ["array-like"],
         "activation": [StrOptions(set(ACTIVATIONS))],
+        "initializer": [StrOptions(set(INITIALIZERS))],
         "derivatives": [StrOptions(set(BACKENDS))],
         "smoothing": [Interval(numbers.Real, 0, None, closed="neither"), None],
         "stein_samples": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -373,7 +383,8 @@ class PINNSolver(RegressorMixin, BaseEstimator):
     }
 
     def __init__(self, pde, hidden_layer_sizes=(64, 64), activation="tanh", *,
-                 derivatives="autograd", smoothing=None, stein_samples=64, stein_sampling="qmc",
+                 initializer="torch", derivatives="autograd", smoothing=None, stein_samples=64,
+                 stein_sampling="qmc",
                  stein_control_variates=True, training="backprop",
                  tt_rank=None, physical_layer=None, zo_estimator="auto", zo_samples=10,
                  zo_smoothing=1e-2, n_collocation=256, sampling="uniform", n_boundary=128,
@@ -384,6 +395,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
         self.pde = pde
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
+        self.initializer = initializer
         self.derivatives = derivatives
         self.smoothing = smoothing
         self.stein_samples = stein_samples
@@ -702,10 +714,11 @@ class PINNSolver(RegressorMixin, BaseEstimator):
             if self.module is not None:
                 network = copy.deepcopy(self.module)
             else:
-                network = build_mlp(network_input_size(self.pde, plan.dtype),
-                                    self.pde.n_outputs, plan.hidden_layer_sizes,
-                                    self.activation, physical_layer=self.physical_layer,
-                                    layer_options=layer_options, tt_rank=plan.tt_rank, seed=seed)
+                network = initialize_linear_layers(build_mlp(
+                    network_input_size(self.pde, plan.dtype), self.pde.n_outputs,
+                    plan.hidden_layer_sizes, self.activation, physical_layer=self.physical_layer,
+                    layer_options=layer_options, tt_rank=plan.tt_rank, seed=seed),
+                    self.initializer)
         backend = make_backend(self.derivatives, scale=domain.scale, smoothing=plan.smoothing,
                                stein_samples=plan.stein_samples,
                                stein_sampling=self.stein_sampling,
