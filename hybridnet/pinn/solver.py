@@ -384,8 +384,7 @@ class PINNSolver(RegressorMixin, BaseEstimator):
 
     def __init__(self, pde, hidden_layer_sizes=(64, 64), activation="tanh", *,
                  initializer="torch", derivatives="autograd", smoothing=None, stein_samples=64,
-                 stein_sampling="qmc",
-                 stein_control_variates=True, training="backprop",
+                 stein_sampling="qmc", stein_control_variates=True, training="backprop",
                  tt_rank=None, physical_layer=None, zo_estimator="auto", zo_samples=10,
                  zo_smoothing=1e-2, n_collocation=256, sampling="uniform", n_boundary=128,
                  max_iter=2000, learning_rate=None, learning_rate_schedule="exponential",
